@@ -1,0 +1,217 @@
+// The planner: pure functions from a resolved gateway config to the view model every template
+// prints. All decisions (marks, tables, priorities, the split, variants, NAT) are made here.
+import { gcd, type Gateway, type Link } from "./config";
+
+/** Our bits of the packet/conntrack mark: host rules may use the others. */
+export const MARK_MASK = 0xff00;
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** Rule priorities: suppress (1000), then `from <address>` (1100+i), then `fwmark` (1200+i). */
+export const PRIORITY = { suppressMain: 1000, from: 1100, fwmark: 1200 } as const;
+
+export interface PlannedLink {
+  name: string;
+  interface: string;
+  /** The link's value in our mark byte, e.g. `0x200/0xff00`. */
+  fwmark: string;
+  mark: number;
+  table: number;
+  tableName: string;
+  /** `via 203.0.113.1 dev wan1` or `dev ppp0` for a device (PPP) route. */
+  route: string;
+  /** SNAT source without prefix; undefined = MASQUERADE. */
+  address?: string;
+  natTarget: string;
+}
+
+export interface Slot {
+  /** The statistic match with a trailing space, or "" when one link takes every connection. */
+  match: string;
+  fwmark: string;
+  link: string;
+}
+
+export interface Variant {
+  /** Live links joined by `+` in config order, or `none`: the file name the daemon picks. */
+  key: string;
+  live: string[];
+  slots: Slot[];
+}
+
+export interface Plan {
+  gateway: string;
+  root: string;
+  /** Where apply.sh installs the bundle: `<root>/etc/multiwan`. */
+  installDir: string;
+  mask: string;
+  links: PlannedLink[];
+  lanInterfaces: string[];
+  /** Destinations never balanced: the LAN networks, then `balance.exclude`. */
+  bypass: string[];
+  /** iptables match prefixes (with a trailing space), each selecting new connections to balance; "" = all. */
+  select: string[];
+  /** PREROUTING: a NEW connection arriving on a link is marked for that link (inbound stickiness). */
+  inbound: PlannedLink[];
+  /** OUTPUT: gateway-originated traffic is classified and balanced too. */
+  local: boolean;
+  /** OUTPUT: sockets bound to a link's address stay on that link. */
+  pinnedSources: { address: string; fwmark: string }[];
+  nat: { match: string; target: string }[];
+  ipRules: string[];
+  ipRoutes: string[];
+  ipUndo: string[];
+  sysctls: { key: string; value: string }[];
+  /** Balancing with every link up: what iptables.rules carries. */
+  balance: Variant;
+  /** One per non-empty set of live links, plus `none` (every link down). */
+  variants: Variant[];
+}
+
+/**
+ * The owner of each of W slots (W = sum of weights / their gcd), interleaved like smooth weighted
+ * round robin so consecutive connections spread over the links instead of arriving in runs.
+ */
+export function exactWeightedSplit(weights: number[]): number[] {
+  const g = weights.reduce(gcd);
+  const reduced = weights.map((w) => w / g);
+  const total = reduced.reduce((a, b) => a + b, 0);
+  const current = reduced.map(() => 0);
+  const owners: number[] = [];
+  for (let s = 0; s < total; s++) {
+    reduced.forEach((w, i) => (current[i] += w));
+    const best = current.indexOf(Math.max(...current));
+    current[best] -= total;
+    owners.push(best);
+  }
+  return owners;
+}
+
+/**
+ * Slots as statistic rules. Every rule uses `--every W` and sees every packet that enters the
+ * chain (MARK does not end traversal), so all counters advance in lockstep and each packet matches
+ * exactly one slot. The seed's `-m mark --mark 0` guard breaks this: each rule then counts only
+ * what the rules above left, and shares drift (PRODUCT.md measured 50/19 with 32 % unmarked).
+ */
+function planSlots(live: PlannedLink[], weights: number[]): Slot[] {
+  const owners = exactWeightedSplit(weights);
+  return owners.map((owner, packet) => ({
+    match: owners.length === 1 ? "" : `-m statistic --mode nth --every ${owners.length} --packet ${packet} `,
+    fwmark: live[owner].fwmark,
+    link: live[owner].name,
+  }));
+}
+
+function planVariants(links: PlannedLink[], weights: number[], lastResort: "all" | "main"): Variant[] {
+  const variants: Variant[] = [];
+  for (let mask = 1; mask < 1 << links.length; mask++) {
+    const idx = links.map((_, i) => i).filter((i) => mask & (1 << i));
+    const live = idx.map((i) => links[i]);
+    variants.push({
+      key: live.map((l) => l.name).join("+"),
+      live: live.map((l) => l.name),
+      slots: planSlots(live, idx.map((i) => weights[i])),
+    });
+  }
+  // Every link down: probes can all fail because the targets (not the links) are gone, so "all"
+  // keeps balancing as if every link were up; "main" leaves new connections to the main table.
+  const all = variants[variants.length - 1];
+  variants.push({ key: "none", live: [], slots: lastResort === "all" ? all.slots : [] });
+  return variants;
+}
+
+/** Port lists as multiport fragments: at most 15 ports per rule, a range counting as two. */
+function portChunks(ports: (number | string)[]): string[] {
+  const chunks: string[] = [];
+  let current: string[] = [];
+  let used = 0;
+  for (const p of ports) {
+    const text = String(p).replace("-", ":");
+    const cost = text.includes(":") ? 2 : 1;
+    if (used + cost > 15) {
+      chunks.push(current.join(","));
+      current = [];
+      used = 0;
+    }
+    current.push(text);
+    used += cost;
+  }
+  chunks.push(current.join(","));
+  return chunks;
+}
+
+function planSelect(protocols: string[] | undefined, ports: (number | string)[] | undefined): string[] {
+  if (!ports) return protocols ? protocols.map((p) => `-p ${p} `) : [""];
+  return (protocols ?? ["tcp", "udp"]).flatMap((p) =>
+    portChunks(ports).map((list) => `-p ${p} -m multiport --dports ${list} `),
+  );
+}
+
+function planLink(link: Link): PlannedLink {
+  const address = link.address?.split("/")[0];
+  return {
+    name: link.name,
+    interface: link.interface,
+    mark: link.mark,
+    fwmark: `${hex(link.mark << 8)}/${hex(MARK_MASK)}`,
+    table: link.table,
+    tableName: `mwan_${link.name}`,
+    route: link.gateway ? `via ${link.gateway} dev ${link.interface}` : `dev ${link.interface}`,
+    address,
+    natTarget: address ? `SNAT --to-source ${address}` : "MASQUERADE",
+  };
+}
+
+export function planGateway(gw: Gateway): Plan {
+  const links = gw.links.map(planLink);
+  const weights = gw.links.map((l) => l.weight);
+  const { balance } = gw;
+  const variants = planVariants(links, weights, balance.lastResort);
+
+  // Matches in iptables-save's own order (-s, -o, then -m), so the saved chain reads as rendered.
+  const nat = links.flatMap((l) => [
+    ...gw.lan.networks.map((net) => ({ match: `-s ${net} -o ${l.interface}`, target: l.natTarget })),
+    // Gateway-originated traffic re-routed by its mark still carries the first route's source.
+    ...(balance.local ? [{ match: `-o ${l.interface} -m addrtype --src-type LOCAL`, target: l.natTarget }] : []),
+  ]);
+
+  const ipRules = [
+    // Main-table routes more specific than a default (LAN, connected, static) win over every
+    // link table, so replies to the LAN never leave through a WAN.
+    `rule add pref ${PRIORITY.suppressMain} lookup main suppress_prefixlength 0`,
+    ...links.flatMap((l, i) => (l.address ? [`rule add pref ${PRIORITY.from + i} from ${l.address} lookup ${l.table}`] : [])),
+    ...links.map((l, i) => `rule add pref ${PRIORITY.fwmark + i} fwmark ${l.fwmark} lookup ${l.table}`),
+  ];
+  const ipRoutes = links.map((l) => `route replace default ${l.route} table ${l.table}`);
+  const ipUndo = [
+    ...ipRules.map((r) => r.replace(/^rule add/, "rule del")),
+    ...links.map((l) => `route flush table ${l.table}`),
+  ];
+
+  return {
+    gateway: gw.name,
+    root: gw.root,
+    installDir: `${gw.root.replace(/\/$/, "")}/etc/multiwan`,
+    mask: hex(MARK_MASK),
+    links,
+    lanInterfaces: gw.lan.interfaces,
+    bypass: [...gw.lan.networks, ...balance.exclude],
+    select: planSelect(balance.protocols, balance.ports),
+    inbound: balance.inboundSticky ? links : [],
+    local: balance.local,
+    pinnedSources: balance.local
+      ? links.flatMap((l) => (l.address ? [{ address: l.address, fwmark: l.fwmark }] : []))
+      : [],
+    nat,
+    ipRules,
+    ipRoutes,
+    ipUndo,
+    sysctls: [
+      { key: "net.ipv4.ip_forward", value: "1" },
+      // rp_filter checks a reply against the tables *with* its mark only when this is set;
+      // without it a strict rp_filter drops every reply that arrives on a non-default link.
+      { key: "net.ipv4.conf.all.src_valid_mark", value: "1" },
+    ],
+    balance: variants[variants.length - 2],
+    variants,
+  };
+}

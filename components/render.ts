@@ -1,0 +1,57 @@
+// The renderer: the plan's view model through mustache templates into the gateway's bundle.
+// Templates only loop and print; HTML escaping is off (these are rules and shell, not HTML).
+import { createHash } from "node:crypto";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import Mustache from "mustache";
+import type { Plan } from "./plan";
+
+export const TEMPLATE_DIR = join(__dirname, "..", "templates");
+
+/** File name in the bundle → its text. */
+export type Bundle = Record<string, string>;
+
+let templates: Record<string, string> | undefined;
+function loadTemplates(): Record<string, string> {
+  templates ??= Object.fromEntries(
+    readdirSync(TEMPLATE_DIR)
+      .filter((f) => f.endsWith(".mustache"))
+      .map((f) => [f.replace(/\.mustache$/, ""), readFileSync(join(TEMPLATE_DIR, f), "utf8")]),
+  );
+  return templates;
+}
+
+const noEscape = { escape: (text: string) => text };
+
+function render(name: string, view: object): string {
+  const t = loadTemplates();
+  return Mustache.render(t[name], view, t, noEscape);
+}
+
+/** Files installed on the gateway, rendered from the plan (variants under `variants/`). */
+export const BUNDLE_FILES = [
+  "iptables.rules",
+  "iptables.hooks",
+  "ip.batch",
+  "ip.undo",
+  "rt_tables",
+  "sysctl.conf",
+  "apply.sh",
+  "multiwan-restore.service",
+] as const;
+
+export function renderBundle(plan: Plan): Bundle {
+  const bundle: Bundle = {};
+  for (const file of BUNDLE_FILES) bundle[file] = render(file, plan);
+  for (const variant of plan.variants) {
+    bundle[`variants/${variant.key}.rules`] = render("variant.rules", { gateway: plan.gateway, ...variant });
+  }
+  return bundle;
+}
+
+/** A stable digest of every file name and byte: what changed on the gateway, in one value. */
+export function bundleFingerprint(bundle: Bundle): string {
+  const hash = createHash("sha256");
+  for (const name of Object.keys(bundle).sort()) hash.update(`${name}\0${bundle[name]}\0`);
+  return hash.digest("hex");
+}
