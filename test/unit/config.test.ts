@@ -1,0 +1,154 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseSite } from "../../components/config";
+import { gateway, validSite } from "./fixtures";
+
+function problemsOf(edit: (site: any) => void): { path: string; message: string }[] {
+  const site = validSite();
+  edit(site);
+  try {
+    parseSite(site);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+}
+
+const gw = (s: any) => s.gateways[0];
+const link = (s: any, i: number) => s.gateways[0].links[i];
+
+// Each case: what is wrong, the field path the error must name, and a word of the reason.
+const badConfigs: [string, (s: any) => void, string, RegExp][] = [
+  ["no gateways", (s) => (s.gateways = []), "gateways", /at least one gateway/],
+  ["unknown top-level key", (s) => (s.gatways = []), "gatways", /unknown key/],
+  ["unknown gateway key", (s) => (gw(s).lnks = []), "gateways[0].lnks", /unknown key/],
+  ["unknown link key", (s) => (link(s, 0).wieght = 2), "gateways[0].links[0].wieght", /unknown key/],
+  ["gateway name with a space", (s) => (gw(s).name = "gw 1"), "gateways[0].name", /a-z/],
+  ["gateway name with shell", (s) => (gw(s).name = "gw;reboot"), "gateways[0].name", /a-z/],
+  ["duplicate gateway name", (s) => s.gateways.push(structuredClone(gw(s))), "gateways[1].name", /duplicate gateway name/],
+  ["missing connection", (s) => delete gw(s).connection, "gateways[0].connection", /expected object/],
+  ["host with shell", (s) => (gw(s).connection.host = "gw1;id"), "gateways[0].connection.host", /IPv4 address or a DNS name/],
+  ["port 0", (s) => (gw(s).connection.port = 0), "gateways[0].connection.port", /too small|>=/],
+  ["port too big", (s) => (gw(s).connection.port = 70000), "gateways[0].connection.port", /too big|<=/],
+  ["bad user", (s) => (gw(s).connection.user = "root -oProxyCommand=x"), "gateways[0].connection.user", /Unix user/],
+  ["bad host key", (s) => (gw(s).connection.hostKey = "not a key"), "gateways[0].connection.hostKey", /OpenSSH public host key/],
+  ["relative root", (s) => (gw(s).root = "srv/gw"), "gateways[0].root", /absolute path/],
+  ["root with ..", (s) => (gw(s).root = "/srv/../etc"), "gateways[0].root", /'\.\.'/],
+  ["root with a space", (s) => (gw(s).root = "/srv/my gw"), "gateways[0].root", /absolute path/],
+  ["no LAN interfaces", (s) => (gw(s).lan.interfaces = []), "gateways[0].lan.interfaces", /too small|>=/],
+  ["LAN interface with option", (s) => (gw(s).lan.interfaces = ["-j"]), "gateways[0].lan.interfaces[0]", /interface name/],
+  ["LAN interface too long", (s) => (gw(s).lan.interfaces = ["abcdefghijklmnop"]), "gateways[0].lan.interfaces[0]", /interface name/],
+  ["LAN interface wildcard", (s) => (gw(s).lan.interfaces = ["eth+"]), "gateways[0].lan.interfaces[0]", /interface name/],
+  ["duplicate LAN interface", (s) => (gw(s).lan.interfaces = ["lan0", "lan0"]), "gateways[0].lan.interfaces[1]", /duplicate/],
+  ["LAN network not CIDR", (s) => (gw(s).lan.networks = ["198.18.1.0"]), "gateways[0].lan.networks[0]", /CIDR/],
+  ["LAN network with host bits", (s) => (gw(s).lan.networks = ["198.18.1.1/24"]), "gateways[0].lan.networks[0]", /host bits/],
+  ["LAN network prefix 33", (s) => (gw(s).lan.networks = ["198.18.1.0/33"]), "gateways[0].lan.networks[0]", /CIDR/],
+  ["one link", (s) => gw(s).links.pop(), "gateways[0].links", /2 to 16 links/],
+  ["seventeen links", (s) => (gw(s).links = Array.from({ length: 17 }, (_, i) => ({ ...link(s, 1), name: `l${i}`, interface: `w${i}` }))), "gateways[0].links", /2 to 16 links/],
+  ["link name uppercase", (s) => (link(s, 0).name = "ISP1"), "gateways[0].links[0].name", /a-z/],
+  ["duplicate link name", (s) => (link(s, 1).name = "isp1"), "gateways[0].links[1].name", /duplicate link name/],
+  ["link interface with space", (s) => (link(s, 0).interface = "wan 1"), "gateways[0].links[0].interface", /interface name/],
+  ["link interface with slash", (s) => (link(s, 0).interface = "wan/1"), "gateways[0].links[0].interface", /interface name/],
+  ["two links on one interface", (s) => (link(s, 1).interface = "wan1"), "gateways[0].links[1].interface", /already used/],
+  ["link interface is the LAN", (s) => (link(s, 1).interface = "lan0"), "gateways[0].lan.interfaces[0]", /also a link interface/],
+  ["weight 0", (s) => (link(s, 0).weight = 0), "gateways[0].links[0].weight", /too small|>=/],
+  ["weight 1.5", (s) => (link(s, 0).weight = 1.5), "gateways[0].links[0].weight", /expected int/],
+  ["weight as text", (s) => (link(s, 0).weight = "3"), "gateways[0].links[0].weight", /expected number/],
+  ["weight negative", (s) => (link(s, 1).weight = -1), "gateways[0].links[1].weight", /too small|>=/],
+  ["mark 0", (s) => (link(s, 0).mark = 0), "gateways[0].links[0].mark", /too small|>=/],
+  ["mark 256", (s) => (link(s, 0).mark = 256), "gateways[0].links[0].mark", /too big|<=/],
+  ["duplicate mark", (s) => ((link(s, 0).mark = 5), (link(s, 1).mark = 5)), "gateways[0].links[1].mark", /duplicate mark/],
+  ["table 254", (s) => (link(s, 0).table = 254), "gateways[0].links[0].table", /reserved/],
+  ["table 253", (s) => (link(s, 0).table = 253), "gateways[0].links[0].table", /reserved/],
+  ["table 255", (s) => (link(s, 0).table = 255), "gateways[0].links[0].table", /reserved/],
+  ["table 0", (s) => (link(s, 0).table = 0), "gateways[0].links[0].table", /too small|>=/],
+  ["duplicate table", (s) => ((link(s, 0).table = 7), (link(s, 1).table = 7)), "gateways[0].links[1].table", /duplicate table/],
+  ["gateway not an address", (s) => (link(s, 0).gateway = "203.0.113.300"), "gateways[0].links[0].gateway", /IPv4 address/],
+  ["address not an address", (s) => (link(s, 0).address = "203.0.113"), "gateways[0].links[0].address", /IPv4 address/],
+  ["address with option", (s) => (link(s, 0).address = "203.0.113.2 --to-ports 1"), "gateways[0].links[0].address", /IPv4 address/],
+  ["gateway equals address", (s) => (link(s, 0).gateway = "203.0.113.2"), "gateways[0].links[0].gateway", /must differ/],
+  ["gateway off the link subnet", (s) => (link(s, 0).gateway = "203.0.113.9"), "gateways[0].links[0].gateway", /not on the link's subnet 203.0.113.0\/30/],
+  ["address is the subnet's network", (s) => ((link(s, 0).address = "203.0.113.0/30"), (link(s, 0).gateway = "203.0.113.1")), "gateways[0].links[0].address", /network or broadcast/],
+  ["address inside the LAN", (s) => ((link(s, 0).address = "198.18.1.7"), delete link(s, 0).gateway), "gateways[0].links[0].address", /inside LAN network/],
+  ["no check", (s) => delete link(s, 0).check, "gateways[0].links[0].check", /expected object/],
+  ["no probe targets", (s) => (link(s, 0).check.targets = []), "gateways[0].links[0].check.targets", /at least one probe target/],
+  ["bad probe target", (s) => (link(s, 0).check.targets = ["example.com"]), "gateways[0].links[0].check.targets[0]", /IPv4 address/],
+  ["reliability above targets", (s) => (link(s, 0).check.reliability = 2), "gateways[0].links[0].check.reliability", /only 1 target/],
+  ["exclude not CIDR", (s) => (s.balance = { exclude: ["10.0.0.0/8 -j ACCEPT"] }), "balance.exclude[0]", /CIDR/],
+  ["unknown protocol", (s) => (gw(s).balance = { protocols: ["gre"] }), "gateways[0].balance.protocols[0]", /tcp|udp/],
+  ["balance port 0", (s) => (gw(s).balance = { ports: [0] }), "gateways[0].balance.ports[0]", />=1/],
+  ["balance port as a word", (s) => (gw(s).balance = { ports: ["http"] }), "gateways[0].balance.ports[0]", /port 1-65535/],
+  ["reversed port range", (s) => (gw(s).balance = { ports: ["90-80"] }), "gateways[0].balance.ports[0]", /low-high/],
+  ["ports with icmp", (s) => (gw(s).balance = { protocols: ["icmp"], ports: [80] }), "gateways[0].balance.ports", /only to tcp, udp and sctp/],
+  ["unknown balance key", (s) => (s.balance = { sticky: true }), "balance.sticky", /unknown key/],
+  ["bad last resort", (s) => (s.balance = { lastResort: "drop" }), "balance.lastResort", /all|main/],
+  ["health interval 0", (s) => (s.health = { interval: 0 }), "health.interval", /too small|>=/],
+  ["health down 0", (s) => (gw(s).health = { down: 0 }), "gateways[0].health.down", /too small|>=/],
+  ["health up 0.5", (s) => (gw(s).health = { up: 0.5 }), "gateways[0].health.up", /expected int/],
+  ["health timeout too long", (s) => (gw(s).health = { interval: 0.5, down: 2, timeout: 5 }), "gateways[0].health.timeout", /interval × down/],
+  ["flushConntrack as text", (s) => (s.health = { flushConntrack: "yes" }), "health.flushConntrack", /expected boolean/],
+  ["too many variant rules", (s) => (gw(s).links = Array.from({ length: 12 }, (_, i) => ({ ...link(s, 1), name: `l${i}`, interface: `w${i}`, weight: 7 + i }))), "gateways[0].links", /failover variants would need/],
+];
+
+describe("config schema rejects bad input, naming the field", () => {
+  it("has at least 40 cases", () => expect(badConfigs.length).toBeGreaterThanOrEqual(40));
+
+  it.each(badConfigs)("%s", (_, edit, path, reason) => {
+    const problems = problemsOf(edit);
+    const hit = problems.find((p) => p.path === path);
+    expect(hit, `expected a problem at ${path}, got ${JSON.stringify(problems)}`).toBeDefined();
+    expect(hit!.message).toMatch(reason);
+  });
+
+  it("reports every problem at once", () => {
+    const problems = problemsOf((s) => {
+      link(s, 0).weight = 0;
+      link(s, 1).interface = "bad name";
+      gw(s).lan.networks = ["198.18.1.1/24"];
+    });
+    expect(problems.map((p) => p.path).sort()).toEqual([
+      "gateways[0].lan.networks[0]",
+      "gateways[0].links[0].weight",
+      "gateways[0].links[1].interface",
+    ]);
+  });
+
+  it("prints one line per problem with its path", () => {
+    const site = validSite();
+    link(site, 0).weight = 0;
+    expect(() => parseSite(site)).toThrow(/invalid multiwan config \(1 problem\):\n  gateways\[0\]\.links\[0\]\.weight: /);
+  });
+});
+
+describe("config defaults", () => {
+  it("fills every default", () => {
+    const g = gateway();
+    expect(g.connection).toEqual({ host: "192.0.2.50", port: 22, user: "root" });
+    expect(g.root).toBe("/");
+    expect(g.links.map((l) => [l.mark, l.table])).toEqual([[1, 101], [2, 102]]);
+    expect(g.links[1].check.reliability).toBe(1);
+    expect(g.balance).toEqual({ exclude: [], local: false, inboundSticky: true, lastResort: "all" });
+    expect(g.health).toEqual({ interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true });
+  });
+
+  it("skips explicit marks and tables when assigning defaults", () => {
+    const g = gateway((s) => ((link(s, 1).mark = 1), (link(s, 1).table = 101)));
+    expect(g.links.map((l) => [l.mark, l.table])).toEqual([[2, 102], [1, 101]]);
+  });
+
+  it("merges site-level balance and health under gateway overrides", () => {
+    const g = gateway((s) => {
+      s.balance = { exclude: ["192.0.2.0/24"], local: true };
+      s.health = { interval: 1, down: 2 };
+      gw(s).balance = { local: false };
+      gw(s).health = { down: 4 };
+    });
+    expect(g.balance).toMatchObject({ exclude: ["192.0.2.0/24"], local: false });
+    expect(g.health).toMatchObject({ interval: 1, down: 4 });
+  });
+
+  it("accepts a PPP link without gateway or address", () => {
+    const g = gateway((s) => ((link(s, 1).interface = "ppp0"), delete link(s, 1).gateway));
+    expect(g.links[1].gateway).toBeUndefined();
+  });
+});

@@ -1,0 +1,201 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { planGateway } from "../../components/plan";
+import { bundleFingerprint, renderBundle } from "../../components/render";
+import { loadSiteFile } from "../../components/site-file";
+import { gateway } from "./fixtures";
+
+const BUILTIN = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+const TARGETS = ["RETURN", "MARK", "CONNMARK", "SNAT", "MASQUERADE"];
+
+/** iptables-restore text → { table: { chains, rules } }, failing on anything malformed. */
+function parseRestore(text: string) {
+  const tables: Record<string, { chains: string[]; rules: string[] }> = {};
+  let current: string | undefined;
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    if (line.startsWith("*")) {
+      expect(current, "table opened before COMMIT").toBeUndefined();
+      current = line.slice(1);
+      tables[current] = { chains: [], rules: [] };
+    } else if (line === "COMMIT") {
+      expect(current).toBeDefined();
+      current = undefined;
+    } else if (line.startsWith(":")) {
+      tables[current!].chains.push(line.slice(1).split(" ")[0]);
+    } else {
+      tables[current!].rules.push(line);
+    }
+  }
+  expect(current, "missing COMMIT").toBeUndefined();
+  return tables;
+}
+
+const jumpOf = (rule: string) => / -j (\S+)/.exec(rule)?.[1];
+const chainOf = (rule: string) => rule.split(" ")[1];
+
+describe("iptables.rules", () => {
+  const bundle = renderBundle(planGateway(gateway()));
+  const tables = parseRestore(bundle["iptables.rules"]);
+
+  it("declares only multiwan's own chains, so --noflush leaves every other chain alone", () => {
+    for (const t of Object.values(tables)) for (const c of t.chains) expect(c).toMatch(/^MWAN-/);
+  });
+
+  it("touches built-in chains only to insert one jump each into our chains", () => {
+    const hooks = Object.entries(tables).flatMap(([table, t]) =>
+      t.rules.filter((r) => BUILTIN.includes(chainOf(r))).map((r) => `${table} ${r}`),
+    );
+    expect(hooks).toEqual(["mangle -I PREROUTING 1 -j MWAN-PRE", "mangle -I OUTPUT 1 -j MWAN-OUT", "nat -I POSTROUTING 1 -j MWAN-POST"]);
+    const listed = bundle["iptables.hooks"].trim().split("\n").map((l) => l.replace("\t", " ").replace("-A ", "-I ").replace(/ -j/, " 1 -j"));
+    expect(listed).toEqual(hooks);
+  });
+
+  it("appends only to declared chains and jumps only to declared chains or standard targets", () => {
+    for (const t of Object.values(tables)) {
+      for (const rule of t.rules.filter((r) => r.startsWith("-A"))) {
+        expect(t.chains).toContain(chainOf(rule));
+        const jump = jumpOf(rule)!;
+        expect([...t.chains, ...TARGETS]).toContain(jump);
+      }
+    }
+  });
+
+  it("restores the connection mark first and returns for connections already classified", () => {
+    const pre = tables.mangle.rules.filter((r) => chainOf(r) === "MWAN-PRE");
+    expect(pre[0]).toBe("-A MWAN-PRE -m connmark ! --mark 0x0/0xff00 -j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff00");
+    expect(pre[1]).toBe("-A MWAN-PRE -m mark ! --mark 0x0/0xff00 -j RETURN");
+    expect(pre.at(-1)).toBe("-A MWAN-PRE -m mark ! --mark 0x0/0xff00 -j CONNMARK --save-mark --nfmask 0xff00 --ctmask 0xff00");
+  });
+
+  it("marks NEW connections only: every path into a MARK passes a --ctstate NEW match", () => {
+    const mangle = tables.mangle.rules.filter((r) => r.startsWith("-A"));
+    const intoClassify = mangle.filter((r) => jumpOf(r) === "MWAN-CLASSIFY");
+    expect(intoClassify.length).toBeGreaterThan(0);
+    for (const r of intoClassify) expect(r).toContain("--ctstate NEW");
+    for (const r of mangle.filter((r) => jumpOf(r) === "MWAN-BALANCE")) expect(chainOf(r)).toBe("MWAN-CLASSIFY");
+    for (const r of mangle.filter((r) => jumpOf(r) === "MARK" && chainOf(r) !== "MWAN-BALANCE")) {
+      expect(r).toMatch(/--ctstate NEW|-s \S+\/32/); // inbound stickiness, or a socket bound to a link address
+    }
+  });
+
+  it("never balances LAN destinations, excluded networks, or the gateway itself", () => {
+    const b = renderBundle(planGateway(gateway((s) => (s.balance = { exclude: ["192.0.2.0/24"] }))));
+    const classify = parseRestore(b["iptables.rules"]).mangle.rules.filter((r) => chainOf(r) === "MWAN-CLASSIFY");
+    expect(classify.slice(0, 3)).toEqual([
+      "-A MWAN-CLASSIFY -d 198.18.1.0/24 -j RETURN",
+      "-A MWAN-CLASSIFY -d 192.0.2.0/24 -j RETURN",
+      "-A MWAN-CLASSIFY -m addrtype --dst-type LOCAL -j RETURN",
+    ]);
+    expect(classify.at(-1)).toBe("-A MWAN-CLASSIFY -j MWAN-BALANCE");
+  });
+
+  it("balances only the selected ports when asked (seed 2)", () => {
+    const b = renderBundle(planGateway(gateway((s) => (s.balance = { protocols: ["tcp"], ports: [22, 25, 80, 443] }))));
+    const classify = parseRestore(b["iptables.rules"]).mangle.rules.filter((r) => chainOf(r) === "MWAN-CLASSIFY");
+    expect(classify.at(-1)).toBe("-A MWAN-CLASSIFY -p tcp -m multiport --dports 22,25,80,443 -j MWAN-BALANCE");
+  });
+
+  it("NATs per link: SNAT to the address, MASQUERADE without", () => {
+    expect(tables.nat.rules.filter((r) => r.startsWith("-A"))).toEqual([
+      "-A MWAN-POST -s 198.18.1.0/24 -o wan1 -j SNAT --to-source 203.0.113.2",
+      "-A MWAN-POST -s 198.18.1.0/24 -o wan2 -j MASQUERADE",
+    ]);
+  });
+
+  it("carries the all-links-up variant", () => {
+    const balance = tables.mangle.rules.filter((r) => chainOf(r) === "MWAN-BALANCE");
+    expect(balance).toEqual(parseRestore(bundle["variants/isp1+isp2.rules"]).mangle.rules);
+  });
+});
+
+describe("the rest of the bundle", () => {
+  const bundle = renderBundle(planGateway(gateway()));
+
+  it("has every file of the contract and one variant per live-link set plus none", () => {
+    expect(Object.keys(bundle).sort()).toEqual(
+      [
+        "apply.sh",
+        "ip.batch",
+        "ip.undo",
+        "iptables.hooks",
+        "iptables.rules",
+        "multiwan-restore.service",
+        "rt_tables",
+        "sysctl.conf",
+        "variants/isp1+isp2.rules",
+        "variants/isp1.rules",
+        "variants/isp2.rules",
+        "variants/none.rules",
+      ].sort(),
+    );
+  });
+
+  it("variants only flush and fill the balancing chain", () => {
+    for (const [name, text] of Object.entries(bundle).filter(([n]) => n.startsWith("variants/"))) {
+      const t = parseRestore(text);
+      expect(Object.keys(t), name).toEqual(["mangle"]);
+      expect(t.mangle.chains).toEqual(["MWAN-BALANCE"]);
+      for (const r of t.mangle.rules) expect(r).toMatch(/^-A MWAN-BALANCE (-m statistic --mode nth --every \d+ --packet \d+ )?-j MARK --set-xmark 0x[0-9a-f]+\/0xff00$/);
+    }
+  });
+
+  it("ip.batch and rt_tables agree on tables", () => {
+    expect(bundle["rt_tables"]).toContain("101\tmwan_isp1\n102\tmwan_isp2\n");
+    expect(bundle["ip.batch"]).toContain("route replace default via 198.51.100.5 dev wan2 table 102\n");
+  });
+
+  it("sysctl.conf carries forwarding and src_valid_mark", () => {
+    expect(bundle["sysctl.conf"]).toContain("net.ipv4.ip_forward = 1\nnet.ipv4.conf.all.src_valid_mark = 1\n");
+  });
+
+  it("apply.sh is valid POSIX sh, shellcheck-clean, with the gateway's root as default", () => {
+    expect(bundle["apply.sh"]).toContain("root=${MULTIWAN_ROOT:-/}");
+    const dir = mkdtempSync(join(tmpdir(), "mwt-render-"));
+    try {
+      writeFileSync(join(dir, "apply.sh"), bundle["apply.sh"]);
+      execFileSync("sh", ["-n", join(dir, "apply.sh")]);
+      execFileSync("shellcheck", ["-s", "sh", join(dir, "apply.sh")]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("the restore unit passes systemd-analyze verify and runs the installed apply.sh", () => {
+    const b = renderBundle(planGateway(gateway((s) => (s.gateways[0].root = "/srv/gw1"))));
+    expect(b["multiwan-restore.service"]).toContain("ExecStart=/bin/sh /srv/gw1/etc/multiwan/apply.sh restore\n");
+    expect(b["multiwan-restore.service"]).toContain("Environment=MULTIWAN_ROOT=/srv/gw1\n");
+    const dir = mkdtempSync(join(tmpdir(), "mwt-render-"));
+    try {
+      writeFileSync(join(dir, "multiwan-restore.service"), b["multiwan-restore.service"]);
+      execFileSync("systemd-analyze", ["verify", join(dir, "multiwan-restore.service")], { stdio: "pipe" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("nothing is HTML-escaped", () => {
+    for (const text of Object.values(bundle)) expect(text).not.toMatch(/&(amp|lt|gt|quot|#x27|#39|#x2F|#x3D);/);
+    expect(bundle["apply.sh"]).toContain("&&");
+  });
+
+  it("the fingerprint is stable and changes with any rule", () => {
+    expect(bundleFingerprint(renderBundle(planGateway(gateway())))).toBe(bundleFingerprint(bundle));
+    const heavier = renderBundle(planGateway(gateway((s) => (s.gateways[0].links[1].weight = 2))));
+    expect(bundleFingerprint(heavier)).not.toBe(bundleFingerprint(bundle));
+  });
+});
+
+describe("the shipped examples", () => {
+  it.each(["two-links", "ppp-selected-ports"])("%s renders as reviewed", async (example) => {
+    const site = loadSiteFile(join(__dirname, "..", "..", "examples", `${example}.yaml`));
+    for (const gw of site.gateways) {
+      const bundle = renderBundle(planGateway(gw));
+      await expect(bundle["iptables.rules"]).toMatchFileSnapshot(`__snapshots__/${example}.${gw.name}.iptables.rules`);
+      await expect(bundle["ip.batch"]).toMatchFileSnapshot(`__snapshots__/${example}.${gw.name}.ip.batch`);
+    }
+  });
+});
