@@ -44,13 +44,17 @@ const addressWithPrefix = z
     message: "must be an IPv4 address, optionally with /prefix, e.g. 203.0.113.2/30",
   });
 
-const port = z.union([
-  z.number().int().min(1).max(65535),
-  z.string().regex(/^[0-9]{1,5}-[0-9]{1,5}$/, "must be a port number or a range like 8000-8100").refine((r) => {
-    const [a, b] = r.split("-").map(Number);
-    return a >= 1 && b <= 65535 && a < b;
-  }, "range must be low-high within 1-65535"),
-]);
+const portError = "must be a port 1-65535 or a range like 8000-8100";
+const port = z.union(
+  [
+    z.number().int().min(1).max(65535),
+    z.string().regex(/^[0-9]{1,5}-[0-9]{1,5}$/, portError).refine((r) => {
+      const [a, b] = r.split("-").map(Number);
+      return a >= 1 && b <= 65535 && a < b;
+    }, "range must be low-high within 1-65535"),
+  ],
+  { error: portError },
+);
 
 export const RESERVED_TABLES = [0, 253, 254, 255];
 /** Ceiling on rules across all pre-rendered variants: 2^N-1 of them, each as long as its weights. */
@@ -106,7 +110,7 @@ export const HEALTH_DEFAULTS = { interval: 0.5, timeout: 1, down: 3, up: 5, flus
 const gatewaySchema = z.strictObject({
   name,
   connection: z.strictObject({
-    host: z.union([ipv4, z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, "must be an IPv4 address or a DNS name")]),
+    host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, "must be an IPv4 address or a DNS name"),
     port: z.number().int().min(1).max(65535).default(22),
     user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Unix user name").default("root"),
     hostKey: z
