@@ -86,11 +86,11 @@ export async function gatewayState(lab: Lab) {
   };
 }
 
-/** Conntrack entries of LAN connections to `dst` whose mark has none of multiwan's bits. */
-export async function unmarkedConnections(lab: Lab, dst: string): Promise<number> {
+/** Conntrack entries of LAN connections to `dst` whose mark has none of `mask`'s bits (multiwan's by default). */
+export async function unmarkedConnections(lab: Lab, dst: string, mask = 0xff00): Promise<number> {
   const out = (await lab.exec(lab.ns.gw, ["conntrack", "-L", "-p", "tcp", "-s", lab.lanInfo.network, "-d", dst])).stdout;
   return out
     .split("\n")
     .filter((l) => l.includes("mark="))
-    .filter((l) => (Number(/mark=(\d+)/.exec(l)![1]) & 0xff00) === 0).length;
+    .filter((l) => (Number(/mark=(\d+)/.exec(l)![1]) & mask) === 0).length;
 }

@@ -1,0 +1,101 @@
+// `npm run bench`: the figures users are promised, measured. Needs root (network namespaces).
+//   1. shares of 2000 real new connections through the lab for 3:1 and 5:3:2 (and, for
+//      comparison, the seed recipe's mark-guarded nth rules on the same lab);
+//   2. time to validate, plan and render the bundles of 1000 gateways.
+import { parseSite } from "../components/config";
+import { planGateway } from "../components/plan";
+import { renderBundle } from "../components/render";
+import { withLab, type Lab } from "../test/lab/lab";
+import { deploy, labSite, unmarkedConnections } from "../test/net/deploy";
+
+const CONNECTIONS = 2000;
+const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
+
+async function measure(lab: Lab, label: string, weights: number[], markMask?: number) {
+  const results = await lab.openConnections(CONNECTIONS, { concurrency: 20 });
+  const shares = lab.shares(results);
+  const total = weights.reduce((a, b) => a + b, 0);
+  const failed = results.filter((r) => !r.ok).length;
+  const unmarked = await unmarkedConnections(lab, lab.serverAddress, markMask);
+  console.log(`\n${label}: ${CONNECTIONS} new connections, ${failed} failed, ${unmarked} unmarked`);
+  lab.links.forEach((l, i) => {
+    const want = weights[i] / total;
+    const got = shares[l.name];
+    console.log(`  ${l.name}  weight ${weights[i]}  expected ${pct(want)}  measured ${pct(got)}  (${((got - want) * 100).toFixed(2)} pts)`);
+  });
+}
+
+/**
+ * The seed's recipe, with its missing `-t mangle` added: four mark-guarded nth rules for 3:1.
+ * As written its link tables lack the LAN route, so replies to the LAN leave through a WAN;
+ * `lanRoutes` adds it, to measure the split on its own.
+ */
+async function applySeedRecipe(lab: Lab, lanRoutes: boolean) {
+  const [l1, l2] = lab.links;
+  const nth = (packet: number, mark: number) =>
+    `iptables -t mangle -A PREROUTING -m mark --mark 0x0 -m statistic --mode nth --every 4 --packet ${packet} -j MARK --set-mark ${mark}`;
+  await lab.sh(
+    lab.ns.gw,
+    [
+      "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.src_valid_mark=1",
+      "iptables -t mangle -A PREROUTING -j CONNMARK --restore-mark",
+      nth(0, 1), nth(1, 2), nth(2, 1), nth(3, 1),
+      "iptables -t mangle -A POSTROUTING -j CONNMARK --save-mark",
+      `ip route add default via ${l1.gateway} table 1`,
+      `ip route add default via ${l2.gateway} table 2`,
+      "ip rule add fwmark 1 lookup 1",
+      "ip rule add fwmark 2 lookup 2",
+      `iptables -t nat -A POSTROUTING -m mark --mark 1 -j SNAT --to-source ${l1.address}`,
+      `iptables -t nat -A POSTROUTING -m mark --mark 2 -j SNAT --to-source ${l2.address}`,
+      ...(lanRoutes ? [1, 2].map((t) => `ip route add ${lab.lanInfo.network} dev ${lab.lanInfo.interface} table ${t}`) : []),
+    ].join(" && "),
+    { check: true },
+  );
+}
+
+function renderFleet(gateways: number) {
+  const site = {
+    gateways: Array.from({ length: gateways }, (_, i) => ({
+      name: `gw${i}`,
+      connection: { host: `gw${i}.example.net` },
+      lan: { interfaces: ["lan0"], networks: [`198.18.${i % 256}.0/24`] },
+      links: [3, 2, 1].map((weight, l) => ({
+        name: `isp${l + 1}`,
+        interface: `wan${l + 1}`,
+        gateway: `203.0.113.${l * 4 + 1}`,
+        address: `203.0.113.${l * 4 + 2}/30`,
+        weight,
+        check: { targets: ["192.0.2.1", "198.51.100.1"] },
+      })),
+    })),
+  };
+  const start = performance.now();
+  let files = 0;
+  for (const gw of parseSite(site).gateways) files += Object.keys(renderBundle(planGateway(gw))).length;
+  const ms = performance.now() - start;
+  console.log(`\nrender: ${gateways} gateways (3 links each), ${files} files in ${ms.toFixed(0)} ms (${(ms / gateways).toFixed(2)} ms per gateway)`);
+}
+
+async function main() {
+  if (process.getuid?.() !== 0) throw new Error("npm run bench needs root: it builds network namespaces");
+  await withLab({ links: 2 }, async (lab) => {
+    await deploy(lab, labSite(lab, { weights: [3, 1] }));
+    await measure(lab, "multiwan, 2 links 3:1", [3, 1]);
+  });
+  await withLab({ links: 3 }, async (lab) => {
+    await deploy(lab, labSite(lab, { weights: [5, 3, 2] }));
+    await measure(lab, "multiwan, 3 links 5:3:2", [5, 3, 2]);
+  });
+  for (const lanRoutes of [false, true]) {
+    await withLab({ links: 2 }, async (lab) => {
+      await applySeedRecipe(lab, lanRoutes);
+      await measure(lab, `seed recipe${lanRoutes ? " + LAN routes in its tables" : " as written"}, 2 links 3:1`, [3, 1], 0xffffffff);
+    });
+  }
+  renderFleet(1000);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,298 @@
+// A lab of network namespaces as unforgiving as the internet: a LAN client, the gateway under test,
+// one ISP router per uplink (BCP38, no NAT) and an "internet" server that knows no route to the LAN.
+//
+//   lan (eth0) ── (lan0) gw (wanI) ── (cpe0) ispI (up0) ── (ispI) net [192.0.2.1/.10/.20]
+//
+// Everything the lab creates is named from its prefix and removed by destroy(), which withLab()
+// always runs.
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { AgentProcess, type AgentMode } from "./agent-process";
+import { BackgroundProcess } from "./background";
+import { isRunning, nsArgv, run, type ExecOptions, type ExecResult } from "./exec";
+import {
+  BROKEN_RULE,
+  DEFAULT_TCP_PORTS,
+  DEFAULT_UDP_PORTS,
+  SERVER_ADDRESSES,
+  earlySysctls,
+  ipBatches,
+  ispRules,
+  lateSysctls,
+  planTopology,
+  vethLines,
+  type LanInfo,
+  type LinkInfo,
+  type Topology,
+} from "./topology";
+import * as traffic from "./traffic";
+
+export type { BackgroundProcess } from "./background";
+export type { ExecResult, ExecOptions } from "./exec";
+export type { LanInfo, LinkInfo } from "./topology";
+export type * from "./traffic";
+
+export interface LabOptions {
+  /** Uplinks, 1..4. Default 2. */
+  links?: number;
+  /** Must start with "mwt-". Default: "mwt-" + 6 random characters. */
+  prefix?: string;
+  /** The LAN is 198.18.<lanIndex>.0/24. Default 1. */
+  lanIndex?: number;
+  /** TCP ports served on both server addresses. Default 22, 25, 80, 443, 8080, 5001. */
+  tcpPorts?: number[];
+  /** UDP echo ports on both server addresses. Default 5001. */
+  udpPorts?: number[];
+}
+
+export interface LabNamespaces {
+  gw: string;
+  lan: string;
+  net: string;
+  [isp: `isp${number}`]: string;
+}
+
+const SERVER_LIFETIME_MS = 60 * 60_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Lab {
+  readonly prefix: string;
+  readonly ns: LabNamespaces;
+  readonly links: readonly LinkInfo[];
+  readonly lanInfo: LanInfo;
+  /** The primary "internet" server, 192.0.2.10. */
+  readonly serverAddress = SERVER_ADDRESSES.primary;
+  readonly serverAddresses = SERVER_ADDRESSES;
+  readonly tcpPorts: readonly number[];
+  readonly udpPorts: readonly number[];
+
+  private readonly topology: Topology;
+  /** Every process the lab started that may still run: agents and spawn()ed ones. */
+  private readonly processes = new Set<BackgroundProcess>();
+  private readonly broken = new Set<string>();
+  private readonly created: string[] = [];
+  private destroyed = false;
+  private scratch = "";
+
+  constructor(options: LabOptions = {}) {
+    const prefix = options.prefix ?? `mwt-${randomBytes(3).toString("hex")}`;
+    this.topology = planTopology(prefix, options.links ?? 2, options.lanIndex ?? 1);
+    const t = this.topology;
+    this.prefix = prefix;
+    this.ns = { gw: t.ns.gw, lan: t.ns.lan, net: t.ns.net };
+    t.links.forEach((l, i) => (this.ns[l.name] = t.ns.isp[i]));
+    this.links = t.links;
+    this.lanInfo = t.lan;
+    this.tcpPorts = options.tcpPorts ?? DEFAULT_TCP_PORTS;
+    this.udpPorts = options.udpPorts ?? DEFAULT_UDP_PORTS;
+  }
+
+  /** Fresh scratch directory (e.g. for MULTIWAN_ROOT), removed on destroy. */
+  get root(): string {
+    return this.scratch;
+  }
+
+  /** Builds the namespaces and starts the server. Call destroy() even if this throws. */
+  async build(): Promise<void> {
+    const t = this.topology;
+    const all = [t.ns.gw, t.ns.lan, t.ns.net, ...t.ns.isp];
+    this.scratch = await mkdtemp(path.join(tmpdir(), `${this.prefix}-root-`));
+    // One at a time, recording each success: a half-built lab must be torn down, but a name that
+    // already existed (`ip netns add` fails on it) is someone else's and must not be.
+    for (const name of all) {
+      await run(["ip", "netns", "add", name], { check: true });
+      this.created.push(name);
+    }
+    await Promise.all([...earlySysctls(t)].map(([ns, kv]) => run(nsArgv(ns, ["sysctl", "-q", "-w", ...kv]), { check: true })));
+    await run(["ip", "-batch", "-"], { input: vethLines(t).join("\n") + "\n", check: true });
+    await Promise.all([
+      ...[...ipBatches(t)].map(([ns, lines]) => run(["ip", "-n", ns, "-batch", "-"], { input: lines.join("\n") + "\n", check: true })),
+      ...t.links.map((l, i) => run(nsArgv(t.ns.isp[i], ["iptables-restore"]), { input: ispRules(l), check: true })),
+    ]);
+    await Promise.all([...lateSysctls(t)].map(([ns, kv]) => run(nsArgv(ns, ["sysctl", "-q", "-w", ...kv]), { check: true })));
+    const server = this.startAgent(t.ns.net, "serve", {
+      addresses: [SERVER_ADDRESSES.primary, SERVER_ADDRESSES.secondary],
+      tcpPorts: this.tcpPorts,
+      udpPorts: this.udpPorts,
+    }, SERVER_LIFETIME_MS);
+    await server.waitFor("ready", 10_000);
+  }
+
+  /**
+   * Kills the lab's processes, deletes its namespaces and scratch directory. Idempotent; every step
+   * is attempted, then the first problem (e.g. a namespace that would not go away) is thrown.
+   */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    await Promise.all([...this.processes].map((p) => p.kill()));
+    // Processes a test started inside the lab's namespaces without spawn() (e.g. a health daemon
+    // that apply.sh detached) would keep a deleted namespace alive: end them too. `ip netns pids`
+    // lists only processes inside these namespaces, which exist only for this lab.
+    const strays: number[] = [];
+    for (const ns of this.created) {
+      const { stdout } = await run(["ip", "netns", "pids", ns], { timeoutMs: 5000 });
+      strays.push(...stdout.split(/\s+/).filter(Boolean).map(Number));
+    }
+    for (const pid of strays) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    for (let i = 0; i < 40 && strays.some(isRunning); i++) await sleep(50);
+
+    const problems: string[] = [];
+    if (this.created.length) {
+      // -force: keep deleting the others if one fails.
+      await run(["ip", "-force", "-batch", "-"], { input: this.created.map((n) => `netns del ${n}\n`).join("") });
+      const left = (await run(["ip", "netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]);
+      const kept = this.created.filter((n) => left.includes(n));
+      if (kept.length) problems.push(`namespaces not deleted: ${kept.join(" ")}`);
+    }
+    const survivors = strays.filter(isRunning);
+    if (survivors.length) problems.push(`processes still running: ${survivors.join(" ")}`);
+    if (this.scratch) await rm(this.scratch, { recursive: true, force: true }).catch((e: Error) => problems.push(e.message));
+    if (problems.length) throw new Error(`lab ${this.prefix} cleanup: ${problems.join("; ")}`);
+  }
+
+  /** Runs argv (no shell) in a lab namespace, given as key ("gw", "isp1") or full name. */
+  exec(ns: string, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult> {
+    return run(nsArgv(this.resolveNs(ns), argv), opts);
+  }
+
+  /** Runs a script with `sh -c` in a lab namespace. */
+  sh(ns: string, script: string, opts?: ExecOptions): Promise<ExecResult> {
+    return this.exec(ns, ["sh", "-c", script], opts);
+  }
+
+  /**
+   * Upstream failure: the ISP router drops everything it would forward, both ways. The gateway's
+   * interface stays up and the ISP router still answers on its own addresses.
+   */
+  async breakUplink(link: string): Promise<void> {
+    const ns = this.ispNs(link);
+    if (this.broken.has(link)) return;
+    await run(nsArgv(ns, ["iptables", "-I", "FORWARD", "1", ...BROKEN_RULE]), { check: true });
+    this.broken.add(link);
+  }
+
+  async restoreUplink(link: string): Promise<void> {
+    const ns = this.ispNs(link);
+    if (!this.broken.has(link)) return;
+    await run(nsArgv(ns, ["iptables", "-D", "FORWARD", ...BROKEN_RULE]), { check: true });
+    this.broken.delete(link);
+  }
+
+  /** The link whose gateway address this is, else null. */
+  linkOf(address: string | null): traffic.LinkName | null {
+    const link = this.links.find((l) => l.address === address);
+    return link ? link.name : null;
+  }
+
+  openConnections(n: number, o?: traffic.ConnectOptions): Promise<traffic.ConnectionResult[]> {
+    return traffic.openConnections(this.trafficContext(), n, o);
+  }
+
+  longLived(count: number, o?: traffic.LongLivedOptions): Promise<traffic.LongLivedHandle> {
+    return traffic.longLived(this.trafficContext(), count, o);
+  }
+
+  udpFlow(o?: traffic.UdpFlowOptions): Promise<traffic.UdpFlowHandle> {
+    return traffic.udpFlow(this.trafficContext(), o);
+  }
+
+  shares(results: readonly traffic.ConnectionResult[]): Record<string, number> {
+    return traffic.shares(this.links.map((l) => l.name), results);
+  }
+
+  connectFromServer(o: traffic.InboundOptions): Promise<traffic.InboundResult> {
+    return traffic.connectFromServer(this.trafficContext(), o);
+  }
+
+  /** A TCP listener (greets with the peer address, echoes lines) in any lab namespace. */
+  listen(ns: string, o: traffic.ListenOptions): Promise<traffic.ListenerHandle> {
+    return traffic.listen(this.trafficContext(), this.resolveNs(ns), o);
+  }
+
+  /**
+   * Starts a long-running process (e.g. sshd -D, or the health daemon in the foreground) in a lab
+   * namespace; destroy() kills it. Use exec() for commands that finish.
+   */
+  spawn(ns: string, argv: readonly string[], opts: { env?: NodeJS.ProcessEnv; maxLifetimeMs?: number } = {}): BackgroundProcess {
+    return this.track(new BackgroundProcess(nsArgv(this.resolveNs(ns), argv), { maxLifetimeMs: opts.maxLifetimeMs ?? 30 * 60_000, env: opts.env }));
+  }
+
+  /** PIDs of the processes the lab started that still run (server, listeners, traffic, spawn()). */
+  pids(): number[] {
+    return [...this.processes].map((p) => p.pid);
+  }
+
+  private startAgent(ns: string, mode: AgentMode, args: object, maxLifetimeMs: number): AgentProcess {
+    const agent = new AgentProcess(ns, mode, args, maxLifetimeMs);
+    this.track(agent.process);
+    return agent;
+  }
+
+  private track(p: BackgroundProcess): BackgroundProcess {
+    if (this.destroyed) {
+      void p.kill();
+      throw new Error(`lab ${this.prefix} is destroyed`);
+    }
+    this.processes.add(p);
+    void p.exited.then(() => this.processes.delete(p));
+    return p;
+  }
+
+  private trafficContext(): traffic.TrafficContext {
+    return {
+      ns: { lan: this.ns.lan, net: this.ns.net },
+      serverAddress: this.serverAddress,
+      resolveNs: (ns) => this.resolveNs(ns),
+      linkOf: (a) => this.linkOf(a),
+      startAgent: (ns, mode, args, ms) => this.startAgent(ns, mode, args, ms),
+    };
+  }
+
+  private resolveNs(ns: string): string {
+    if (Object.hasOwn(this.ns, ns)) return (this.ns as unknown as Record<string, string>)[ns];
+    // Full names are accepted only for this lab's own namespaces.
+    if (Object.values(this.ns).includes(ns)) return ns;
+    throw new Error(`not a namespace of lab ${this.prefix}: ${ns}`);
+  }
+
+  private ispNs(link: string): string {
+    if (!this.links.some((l) => l.name === link)) throw new Error(`no link ${link} in lab ${this.prefix}`);
+    return this.resolveNs(link);
+  }
+}
+
+/** Builds a lab; on failure, tears down whatever was built before rethrowing. */
+export async function createLab(options: LabOptions = {}): Promise<Lab> {
+  const lab = new Lab(options);
+  try {
+    await lab.build();
+  } catch (e) {
+    await lab.destroy().catch((cleanup: Error) => console.error(cleanup.message));
+    throw e;
+  }
+  return lab;
+}
+
+/** Runs fn against a fresh lab and always destroys it, whether fn resolves or throws. */
+export async function withLab<T>(options: LabOptions, fn: (lab: Lab) => Promise<T>): Promise<T> {
+  const lab = await createLab(options);
+  let result: T;
+  try {
+    result = await fn(lab);
+  } catch (e) {
+    // The test's own failure is the news; a cleanup problem on top of it only goes to stderr.
+    await lab.destroy().catch((cleanup: Error) => console.error(cleanup.message));
+    throw e;
+  }
+  await lab.destroy();
+  return result;
+}

@@ -1,0 +1,311 @@
+// Client-side traffic API: each call is one agent process in a namespace, never one `ip netns exec`
+// per connection, and every result is attributed to a link by the address the server saw.
+import type { AgentMode, AgentProcess } from "./agent-process";
+import { DEFAULT_UDP_PORTS, type LinkName } from "./topology";
+
+export type { LinkName };
+
+export interface TrafficContext {
+  ns: { lan: string; net: string };
+  /** A lab namespace's full name from its key ("gw", "isp1") or full name. */
+  resolveNs(ns: string): string;
+  serverAddress: string;
+  /** The link whose gateway address this is (what the server sees after NAT), else null. */
+  linkOf(address: string | null): LinkName | null;
+  /** Starts an agent the lab will kill on destroy. */
+  startAgent(ns: string, mode: AgentMode, args: object, maxLifetimeMs: number): AgentProcess;
+}
+
+/** Where client traffic starts: a lab namespace key or name. Default "lan" (the LAN client). */
+export interface FromOption {
+  from?: string;
+}
+
+export interface ConnectOptions extends FromOption {
+  /** Default: the primary server, 192.0.2.10. */
+  dst?: string;
+  /** Default 80. */
+  port?: number;
+  /** Connections in flight at once. Default 20. */
+  concurrency?: number;
+  /** Start at most this many connections per second (spread evenly). Default: as fast as possible. */
+  ratePerSec?: number;
+  /** Per connection, until the server's first line arrived. Default 1000. */
+  connectTimeoutMs?: number;
+  /** Source address (e.g. one of lab.lanInfo's client addresses). Default: the kernel's choice. */
+  src?: string;
+  /** Stop starting new connections after this long. Default 60 000. */
+  durationLimitMs?: number;
+}
+
+export interface ConnectionResult {
+  ok: boolean;
+  /** The TCP handshake completed (ok additionally needs the server's first line). */
+  connected: boolean;
+  link: LinkName | null;
+  /** The client address the server saw. */
+  seenAs: string | null;
+  /** Epoch ms (same clock as Date.now() in the test). */
+  startedAt: number;
+  ms: number;
+  error?: string;
+}
+
+interface RawConnection {
+  ok: boolean;
+  connected: boolean;
+  seenAs: string | null;
+  startedAt: number;
+  ms: number;
+  error?: string;
+}
+
+const clientNs = (ctx: TrafficContext, o: FromOption) => (o.from ? ctx.resolveNs(o.from) : ctx.ns.lan);
+
+export async function openConnections(ctx: TrafficContext, n: number, o: ConnectOptions = {}): Promise<ConnectionResult[]> {
+  const args = {
+    n,
+    dst: o.dst ?? ctx.serverAddress,
+    port: o.port ?? 80,
+    concurrency: o.concurrency ?? 20,
+    ratePerSec: o.ratePerSec,
+    connectTimeoutMs: o.connectTimeoutMs ?? 1000,
+    src: o.src,
+    durationLimitMs: o.durationLimitMs ?? 60_000,
+  };
+  // Worst case: the duration limit, then the last connections time out and close.
+  const bound = args.durationLimitMs + args.connectTimeoutMs + 3000;
+  const agent = ctx.startAgent(clientNs(ctx, o), "connect", args, bound);
+  try {
+    const { results } = (await agent.waitFor("result", bound)) as unknown as { results: RawConnection[] };
+    return results.map((r) => ({ ...r, link: ctx.linkOf(r.seenAs) }));
+  } finally {
+    await agent.kill();
+  }
+}
+
+/** Fraction of ok results per link, with every link present (0 when unused). */
+export function shares(linkNames: readonly string[], results: readonly ConnectionResult[]): Record<string, number> {
+  const ok = results.filter((r) => r.ok);
+  return Object.fromEntries(linkNames.map((name) => [name, ok.length ? ok.filter((r) => r.link === name).length / ok.length : 0]));
+}
+
+export interface LongLivedOptions extends FromOption {
+  /** Default 80. */
+  port?: number;
+  /** Each connection sends a line this often. Default 200. */
+  intervalMs?: number;
+  /** Upper bound: the agent stops by itself after this long. Default 30 000. */
+  durationMs?: number;
+  dst?: string;
+  src?: string;
+  connectTimeoutMs?: number;
+}
+
+export interface LongLivedConnection {
+  /** The address the server saw, for the greeting and for each answered message, in order. */
+  seen: string[];
+  /** Link of the greeting (the link the connection started on). */
+  link: LinkName | null;
+  /** Every message saw the same, non-empty address. */
+  stable: boolean;
+  sent: number;
+  answered: number;
+  closedByPeer: boolean;
+  error?: string;
+}
+
+export interface LongLivedReport {
+  connections: LongLivedConnection[];
+  /** Some connection failed to open, errored (e.g. reset) or was closed by the server. */
+  errored: boolean;
+  /** Some connection has messages that were never answered (e.g. its uplink died silently). */
+  stalled: boolean;
+}
+
+export interface LongLivedHandle {
+  pid: number;
+  /** Connections that got the server's greeting. */
+  established: number;
+  stop(): Promise<LongLivedReport>;
+}
+
+/** Opens `count` connections and resolves once each is established or failed. */
+export async function longLived(ctx: TrafficContext, count: number, o: LongLivedOptions = {}): Promise<LongLivedHandle> {
+  const args = {
+    count,
+    dst: o.dst ?? ctx.serverAddress,
+    port: o.port ?? 80,
+    src: o.src,
+    intervalMs: o.intervalMs ?? 200,
+    durationMs: o.durationMs ?? 30_000,
+    connectTimeoutMs: o.connectTimeoutMs ?? 2000,
+  };
+  const agent = ctx.startAgent(clientNs(ctx, o), "longlived", args, args.durationMs + args.connectTimeoutMs + 10_000);
+  const ready = await agent.waitFor("ready", args.connectTimeoutMs + 5000).catch(async (e) => {
+    await agent.kill();
+    throw e;
+  });
+  return {
+    pid: agent.pid,
+    established: Number(ready.established),
+    async stop() {
+      const { connections } = (await agent.stop()) as unknown as {
+        connections: Omit<LongLivedConnection, "link" | "stable">[];
+      };
+      const out = connections.map((c) => ({
+        ...c,
+        link: ctx.linkOf(c.seen[0] ?? null),
+        stable: c.seen.length > 0 && c.seen.every((a) => a === c.seen[0]),
+      }));
+      return {
+        connections: out,
+        errored: out.some((c) => c.error !== undefined || c.closedByPeer),
+        stalled: out.some((c) => c.answered < c.sent),
+      };
+    },
+  };
+}
+
+export interface UdpFlowOptions extends FromOption {
+  /** Default: the first UDP port the server serves (5001). */
+  port?: number;
+  /** One datagram this often. Default 200. */
+  intervalMs?: number;
+  /** Upper bound: the agent stops by itself after this long. Default 60 000. */
+  durationMs?: number;
+  dst?: string;
+  src?: string;
+}
+
+export interface UdpReply {
+  /** Epoch ms of arrival. */
+  at: number;
+  seq: number;
+  seenAs: string;
+  link: LinkName | null;
+}
+
+export interface UdpFlowReport {
+  /** The flow's one client source port. */
+  localPort: number | null;
+  sent: number;
+  replies: UdpReply[];
+}
+
+export interface UdpFlowHandle {
+  pid: number;
+  localPort: number;
+  stop(): Promise<UdpFlowReport>;
+}
+
+/** One UDP socket (one 5-tuple) sending numbered datagrams: a flow that NAT must keep on one link. */
+export async function udpFlow(ctx: TrafficContext, o: UdpFlowOptions = {}): Promise<UdpFlowHandle> {
+  const args = {
+    dst: o.dst ?? ctx.serverAddress,
+    port: o.port ?? DEFAULT_UDP_PORTS[0],
+    src: o.src,
+    intervalMs: o.intervalMs ?? 200,
+    durationMs: o.durationMs ?? 60_000,
+  };
+  const agent = ctx.startAgent(clientNs(ctx, o), "udpflow", args, args.durationMs + 10_000);
+  const ready = await agent.waitFor("ready", 5000).catch(async (e) => {
+    await agent.kill();
+    throw e;
+  });
+  return {
+    pid: agent.pid,
+    localPort: Number(ready.localPort),
+    async stop() {
+      const r = (await agent.stop()) as unknown as Omit<UdpFlowReport, "replies"> & { replies: Omit<UdpReply, "link">[] };
+      return { localPort: r.localPort, sent: r.sent, replies: r.replies.map((x) => ({ ...x, link: ctx.linkOf(x.seenAs) })) };
+    },
+  };
+}
+
+export interface InboundOptions {
+  /** Address to connect to, e.g. the gateway's address on link 2. */
+  dst: string;
+  port: number;
+  /** Source address in the `net` namespace. Default: the primary server address. */
+  via?: string;
+  connectTimeoutMs?: number;
+  /**
+   * Also send a line and wait for its echo (the lab's listeners echo). Default true; set false when
+   * the far end is not a lab listener.
+   */
+  exchange?: boolean;
+}
+
+export interface InboundResult {
+  /** Handshake completed and data came back (both ways with `exchange`). */
+  ok: boolean;
+  connected: boolean;
+  /** What the far end saw as our address (its first line's first word). */
+  seenAs: string | null;
+  ms: number;
+  error?: string;
+}
+
+/** One TCP connection from the internet server towards the gateway (inbound traffic). */
+export async function connectFromServer(ctx: TrafficContext, o: InboundOptions): Promise<InboundResult> {
+  const args = {
+    n: 1,
+    dst: o.dst,
+    port: o.port,
+    src: o.via ?? ctx.serverAddress,
+    connectTimeoutMs: o.connectTimeoutMs ?? 2000,
+    exchange: o.exchange ?? true,
+    durationLimitMs: 1000,
+  };
+  const bound = args.connectTimeoutMs + 5000;
+  const agent = ctx.startAgent(ctx.ns.net, "connect", args, bound);
+  try {
+    const { results } = (await agent.waitFor("result", bound)) as unknown as { results: RawConnection[] };
+    const { ok, connected, seenAs, ms, error } = results[0];
+    return { ok, connected, seenAs, ms, ...(error ? { error } : {}) };
+  } finally {
+    await agent.kill();
+  }
+}
+
+export interface ListenOptions {
+  port: number;
+  /** Default 0.0.0.0. */
+  address?: string;
+  /** Also answer UDP on the same port. */
+  udp?: boolean;
+  /** Upper bound on the listener's life. Default 30 min. */
+  maxLifetimeMs?: number;
+}
+
+export interface ListenerHandle {
+  pid: number;
+  /** Peer addresses of the TCP connections accepted so far, in order. */
+  peers(): string[];
+  stop(): Promise<{ peers: string[] }>;
+}
+
+/** A lab server (greets with the peer address, echoes lines) in any lab namespace. */
+export async function listen(ctx: TrafficContext, ns: string, o: ListenOptions): Promise<ListenerHandle> {
+  const args = {
+    addresses: [o.address ?? "0.0.0.0"],
+    tcpPorts: [o.port],
+    udpPorts: o.udp ? [o.port] : [],
+    reportPeers: true,
+  };
+  const agent = ctx.startAgent(ns, "serve", args, o.maxLifetimeMs ?? 30 * 60_000);
+  await agent.waitFor("ready", 5000).catch(async (e) => {
+    await agent.kill();
+    throw e;
+  });
+  const peers = () => agent.eventsOf("peer").map((e) => String(e.peer));
+  return {
+    pid: agent.pid,
+    peers,
+    async stop() {
+      await agent.stop();
+      return { peers: peers() };
+    },
+  };
+}

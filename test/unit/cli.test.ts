@@ -1,0 +1,74 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { validSite } from "./fixtures";
+
+const BIN = join(__dirname, "..", "..", "bin", "multiwan.js");
+const EXAMPLE = join(__dirname, "..", "..", "examples", "two-links.yaml");
+const scratch = mkdtempSync(join(tmpdir(), "mwt-cli-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+function multiwan(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 30_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe("multiwan render", () => {
+  it("writes the gateway's bundle", () => {
+    const out = join(scratch, "bundle");
+    const r = multiwan("render", "--config", EXAMPLE, "--gateway", "gw1", "--out", out);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^gw1: 12 files in /);
+    expect(readFileSync(join(out, "iptables.rules"), "utf8")).toContain("-A MWAN-POST -s 198.18.1.0/24 -o eth1 -j SNAT --to-source 203.0.113.2");
+    expect(existsSync(join(out, "variants", "isp1+isp2.rules"))).toBe(true);
+  });
+
+  it("reads the site from a Pulumi stack file too", () => {
+    const stackFile = join(scratch, "Pulumi.site1.yaml");
+    writeFileSync(stackFile, stringify({ config: { "multiwan:site": validSite() } }));
+    const r = multiwan("render", "--config", stackFile, "--gateway", "gw1", "--out", join(scratch, "from-stack"));
+    expect(r.code).toBe(0);
+  });
+
+  it("exits 1 naming every bad field, and writes nothing", () => {
+    const site = validSite();
+    site.gateways[0].links[1].weight = 0;
+    site.gateways[0].links[0].interface = "wan1;reboot";
+    const file = join(scratch, "bad.yaml");
+    writeFileSync(file, stringify(site));
+    const out = join(scratch, "never");
+    const r = multiwan("render", "--config", file, "--gateway", "gw1", "--out", out);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("invalid multiwan config (2 problems)");
+    expect(r.stderr).toContain("gateways[0].links[1].weight:");
+    expect(r.stderr).toContain("gateways[0].links[0].interface:");
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("exits 1 for an unknown gateway, an unreadable file, or invalid YAML", () => {
+    expect(multiwan("render", "--config", EXAMPLE, "--gateway", "nope", "--out", join(scratch, "x")).stderr).toContain('no gateway named "nope" (have: gw1)');
+    expect(multiwan("render", "--config", join(scratch, "missing.yaml"), "--gateway", "gw1", "--out", join(scratch, "x")).code).toBe(1);
+    writeFileSync(join(scratch, "broken.yaml"), "gateways: [\n");
+    const r = multiwan("validate", "--config", join(scratch, "broken.yaml"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("not valid YAML");
+  });
+
+  it("has --help on each command and exits 1 on a missing option", () => {
+    expect(multiwan("render", "--help").stdout).toContain("--gateway <name>");
+    expect(multiwan("render", "--help").code).toBe(0);
+    expect(multiwan("validate", "--help").code).toBe(0);
+    expect(multiwan("render", "--config", EXAMPLE).code).toBe(1);
+  });
+});
+
+describe("multiwan validate", () => {
+  it("summarises each gateway of a good config", () => {
+    const r = multiwan("validate", "--config", EXAMPLE);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("gw1: ok (2 links: isp1=3 isp2=1)\n");
+  });
+});
