@@ -1,6 +1,6 @@
 // The planner: pure functions from a resolved gateway config to the view model every template
 // prints. All decisions (marks, tables, priorities, the split, variants, NAT) are made here.
-import { gcd, type Gateway, type Link } from "./config";
+import { gcd, type Gateway, type Health, type Link } from "./config";
 
 /** Our bits of the packet/conntrack mark: host rules may use the others. */
 export const MARK_MASK = 0xff00;
@@ -10,6 +10,8 @@ const hex = (n: number) => `0x${n.toString(16)}`;
 export const PRIORITY = { suppressMain: 1000, from: 1100, fwmark: 1200 } as const;
 
 export interface PlannedLink {
+  /** 1-based position: the health daemon's handle for the link. */
+  index: number;
   name: string;
   interface: string;
   /** The link's value in our mark byte, e.g. `0x200/0xff00`. */
@@ -17,8 +19,13 @@ export interface PlannedLink {
   mark: number;
   table: number;
   tableName: string;
-  /** `via 203.0.113.1 dev wan1` or `dev ppp0` for a device (PPP) route. */
+  /** The link table's default route: `default via 203.0.113.1 dev wan1 table 101` (or `dev ppp0` for PPP). */
   route: string;
+  /** The mark as one number (`ping -m`, `conntrack --mark`). */
+  markValue: number;
+  /** Probe targets, space-separated, and how many must answer. */
+  targets: string;
+  reliability: number;
   /** SNAT source without prefix; undefined = MASQUERADE. */
   address?: string;
   natTarget: string;
@@ -60,6 +67,7 @@ export interface Plan {
   ipRules: string[];
   ipRoutes: string[];
   ipUndo: string[];
+  health: Health & { markMask: number };
   sysctls: { key: string; value: string }[];
   /** Balancing with every link up: what iptables.rules carries. */
   balance: Variant;
@@ -146,23 +154,27 @@ function planSelect(protocols: string[] | undefined, ports: (number | string)[] 
   );
 }
 
-function planLink(link: Link): PlannedLink {
+function planLink(link: Link, position: number): PlannedLink {
   const address = link.address?.split("/")[0];
   return {
+    index: position + 1,
     name: link.name,
     interface: link.interface,
     mark: link.mark,
     fwmark: `${hex(link.mark << 8)}/${hex(MARK_MASK)}`,
     table: link.table,
     tableName: `mwan_${link.name}`,
-    route: link.gateway ? `via ${link.gateway} dev ${link.interface}` : `dev ${link.interface}`,
+    route: `default ${link.gateway ? `via ${link.gateway} ` : ""}dev ${link.interface} table ${link.table}`,
+    markValue: link.mark << 8,
+    targets: link.check.targets.join(" "),
+    reliability: link.check.reliability,
     address,
     natTarget: address ? `SNAT --to-source ${address}` : "MASQUERADE",
   };
 }
 
 export function planGateway(gw: Gateway): Plan {
-  const links = gw.links.map(planLink);
+  const links = gw.links.map((l, i) => planLink(l, i));
   const weights = gw.links.map((l) => l.weight);
   const { balance } = gw;
   const variants = planVariants(links, weights, balance.lastResort);
@@ -181,7 +193,7 @@ export function planGateway(gw: Gateway): Plan {
     ...links.flatMap((l, i) => (l.address ? [`rule add pref ${PRIORITY.from + i} from ${l.address} lookup ${l.table}`] : [])),
     ...links.map((l, i) => `rule add pref ${PRIORITY.fwmark + i} fwmark ${l.fwmark} lookup ${l.table}`),
   ];
-  const ipRoutes = links.map((l) => `route replace default ${l.route} table ${l.table}`);
+  const ipRoutes = links.map((l) => `route replace ${l.route}`);
   const ipUndo = [
     ...ipRules.map((r) => r.replace(/^rule add/, "rule del")),
     ...links.map((l) => `route flush table ${l.table}`),
@@ -205,6 +217,7 @@ export function planGateway(gw: Gateway): Plan {
     ipRules,
     ipRoutes,
     ipUndo,
+    health: { ...gw.health, markMask: MARK_MASK },
     sysctls: [
       { key: "net.ipv4.ip_forward", value: "1" },
       // rp_filter checks a reply against the tables *with* its mark only when this is set;

@@ -38,6 +38,8 @@ export const BUNDLE_FILES = [
   "sysctl.conf",
   "apply.sh",
   "multiwan-restore.service",
+  "health.sh",
+  "multiwan-health.service",
 ] as const;
 
 export function renderBundle(plan: Plan): Bundle {

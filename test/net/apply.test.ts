@@ -93,4 +93,24 @@ describe("apply.sh", () => {
       expect((await lab.exec(lab.ns.gw, ["find", lab.root, "-type", "f"])).stdout).toBe("");
     });
   });
+
+  it("without systemd it runs the health daemon itself: restarts it on re-apply, stops it on remove", async () => {
+    await withLab({ links: 2 }, async (lab) => {
+      const bundle = await deploy(lab, labSite(lab), { daemon: true });
+      const pidOf = async () => (await lab.sh(lab.ns.gw, `cat ${lab.root}/run/multiwan/health.pid`)).stdout.trim();
+      const alive = async (pid: string) => (await lab.exec(lab.ns.gw, ["kill", "-0", pid])).code === 0;
+      const first = await pidOf();
+      expect(await alive(first)).toBe(true);
+
+      await deploy(lab, labSite(lab), { daemon: true });
+      const second = await pidOf();
+      expect(second).not.toBe(first);
+      expect(await alive(first)).toBe(false);
+      expect(await alive(second)).toBe(true);
+
+      expect((await runApply(lab, bundle, "remove", { daemon: true })).code).toBe(0);
+      expect(await alive(second)).toBe(false);
+      expect((await lab.exec(lab.ns.gw, ["find", lab.root, "-type", "f", "-not", "-path", "*/var/log/*"])).stdout).toBe("");
+    });
+  });
 });

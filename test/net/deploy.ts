@@ -43,12 +43,17 @@ export function renderLabBundle(site: unknown): Bundle {
   return renderBundle(planGateway(parseSite(site).gateways[0]));
 }
 
+export interface ApplyOptions {
+  /** Let apply.sh start (and remove stop) the health daemon, as on a host without systemd. */
+  daemon?: boolean;
+}
+
 /** Write `bundle` to a scratch dir and run `apply.sh [command]` in the gateway namespace. */
-export async function runApply(lab: Lab, bundle: Bundle, command = "apply") {
+export async function runApply(lab: Lab, bundle: Bundle, command = "apply", o: ApplyOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), "mwt-bundle-"));
   try {
     writeBundle(dir, bundle);
-    const env = [`MULTIWAN_ROOT=${lab.root}`, "MULTIWAN_NO_SYSTEMD=1"];
+    const env = [`MULTIWAN_ROOT=${lab.root}`, ...(o.daemon ? [] : ["MULTIWAN_NO_SYSTEMD=1"])];
     return await lab.exec(lab.ns.gw, ["env", ...env, "sh", join(dir, "apply.sh"), command], { timeoutMs: 30_000 });
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -56,9 +61,9 @@ export async function runApply(lab: Lab, bundle: Bundle, command = "apply") {
 }
 
 /** Render and apply; throws with apply.sh's own words if it fails. */
-export async function deploy(lab: Lab, site: unknown): Promise<Bundle> {
+export async function deploy(lab: Lab, site: unknown, o: ApplyOptions = {}): Promise<Bundle> {
   const bundle = renderLabBundle(site);
-  const r = await runApply(lab, bundle);
+  const r = await runApply(lab, bundle, "apply", o);
   if (r.code !== 0) throw new Error(`apply.sh failed (${r.code}): ${r.stderr}`);
   return bundle;
 }

@@ -119,6 +119,8 @@ describe("the rest of the bundle", () => {
     expect(Object.keys(bundle).sort()).toEqual(
       [
         "apply.sh",
+        "health.sh",
+        "multiwan-health.service",
         "ip.batch",
         "ip.undo",
         "iptables.hooks",
@@ -152,29 +154,54 @@ describe("the rest of the bundle", () => {
     expect(bundle["sysctl.conf"]).toContain("net.ipv4.ip_forward = 1\nnet.ipv4.conf.all.src_valid_mark = 1\n");
   });
 
-  it("apply.sh is valid POSIX sh, shellcheck-clean, with the gateway's root as default", () => {
-    expect(bundle["apply.sh"]).toContain("root=${MULTIWAN_ROOT:-/}");
+  it.each(["apply.sh", "health.sh"])("%s is valid POSIX sh and shellcheck-clean", (script) => {
     const dir = mkdtempSync(join(tmpdir(), "mwt-render-"));
     try {
-      writeFileSync(join(dir, "apply.sh"), bundle["apply.sh"]);
-      execFileSync("sh", ["-n", join(dir, "apply.sh")]);
-      execFileSync("shellcheck", ["-s", "sh", join(dir, "apply.sh")]);
+      writeFileSync(join(dir, script), bundle[script]);
+      execFileSync("sh", ["-n", join(dir, script)]);
+      execFileSync("shellcheck", ["-s", "sh", join(dir, script)]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it("the restore unit passes systemd-analyze verify and runs the installed apply.sh", () => {
+  it("apply.sh defaults to the gateway's root", () => expect(bundle["apply.sh"]).toContain("root=${MULTIWAN_ROOT:-/}"));
+
+  it("health.sh has the links, targets and thresholds baked in", () => {
+    const b = renderBundle(planGateway(gateway((s) => {
+      s.gateways[0].links[0].check = { targets: ["192.0.2.1", "198.51.100.1"], reliability: 2 };
+      s.gateways[0].health = { interval: 0.2, timeout: 0.5, down: 4, up: 6, flushConntrack: false };
+    })));
+    const h = b["health.sh"];
+    expect(h).toContain('1) name=isp1 iface=wan1 mark=256 targets="192.0.2.1 198.51.100.1" need=2 route="default via 203.0.113.1 dev wan1 table 101" ;;');
+    expect(h).toContain('2) name=isp2 iface=wan2 mark=512 targets="192.0.2.1" need=1 route="default via 198.51.100.5 dev wan2 table 102" ;;');
+    for (const line of ["interval=0.2", "timeout=0.5", "down_after=4", "up_after=6", "flush_conntrack=false", "mask=65280", 'links="1 2 "']) {
+      expect(h).toContain(`\n${line}\n`);
+    }
+  });
+
+  it.each([
+    ["multiwan-restore.service", "ExecStart=/bin/sh /srv/gw1/etc/multiwan/apply.sh restore\n"],
+    ["multiwan-health.service", "ExecStart=/bin/sh /srv/gw1/etc/multiwan/health.sh\n"],
+  ])("%s passes systemd-analyze verify and runs the installed script", (unit, execStart) => {
     const b = renderBundle(planGateway(gateway((s) => (s.gateways[0].root = "/srv/gw1"))));
-    expect(b["multiwan-restore.service"]).toContain("ExecStart=/bin/sh /srv/gw1/etc/multiwan/apply.sh restore\n");
-    expect(b["multiwan-restore.service"]).toContain("Environment=MULTIWAN_ROOT=/srv/gw1\n");
+    expect(b[unit]).toContain(execStart);
+    expect(b[unit]).toContain("Environment=MULTIWAN_ROOT=/srv/gw1\n");
     const dir = mkdtempSync(join(tmpdir(), "mwt-render-"));
     try {
-      writeFileSync(join(dir, "multiwan-restore.service"), b["multiwan-restore.service"]);
-      execFileSync("systemd-analyze", ["verify", join(dir, "multiwan-restore.service")], { stdio: "pipe" });
+      writeFileSync(join(dir, unit), b[unit]);
+      execFileSync("systemd-analyze", ["verify", join(dir, unit)], { stdio: "pipe" });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("systemd restarts a killed health daemon, after the rules are restored", () => {
+    const unit = bundle["multiwan-health.service"];
+    expect(unit).toContain("\nRestart=always\n");
+    expect(unit).toMatch(/\nRestartSec=\d+\n/);
+    expect(unit).toMatch(/\nAfter=.*multiwan-restore\.service/);
+    expect(unit).toContain("\nWantedBy=multi-user.target\n");
   });
 
   it("nothing is HTML-escaped", () => {
