@@ -113,4 +113,17 @@ describe("apply.sh", () => {
       expect((await lab.exec(lab.ns.gw, ["find", lab.root, "-type", "f", "-not", "-path", "*/var/log/*"])).stdout).toBe("");
     });
   });
+
+  it("the boot-time restore brings rules, policy routes and tables back after a reboot", async () => {
+    await withLab({ links: 2 }, async (lab) => {
+      await deploy(lab, labSite(lab, { weights: [3, 1] }));
+      const before = await gatewayState(lab);
+      // What a reboot forgets: every rule, policy rule and route multiwan added.
+      await lab.sh(lab.ns.gw, "iptables -t mangle -F && iptables -t mangle -X && iptables -t nat -F && iptables -t nat -X && ip rule flush && ip rule add pref 32766 lookup main && ip rule add pref 32767 lookup default && ip route flush table 101 && ip route flush table 102", { check: true });
+      const r = await lab.exec(lab.ns.gw, ["env", `MULTIWAN_ROOT=${lab.root}`, "MULTIWAN_NO_SYSTEMD=1", "sh", `${lab.root}/etc/multiwan/apply.sh`, "restore"]);
+      expect(r.code).toBe(0);
+      expect(await gatewayState(lab)).toEqual(before);
+      expect((await lab.sh(lab.ns.gw, `cat ${lab.root}/etc/iproute2/rt_tables.d/multiwan.conf`)).stdout).toContain("101\tmwan_isp1");
+    });
+  });
 });

@@ -1,5 +1,6 @@
 // Failover measured on real links: uplink 1 dies upstream (its interface stays up) while the LAN
 // opens about 20 new connections per second.
+import { existsSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { withLab, type ConnectionResult, type Lab } from "../lab/lab";
 import { deploy, labSite, runApply, renderLabBundle } from "./deploy";
@@ -134,6 +135,33 @@ describe("failover", () => {
       expect(results.every((r) => r.ok && r.link === "isp2")).toBe(true);
       expect(healthState(lab)!.variant).toBe("isp2");
       expect((await lab.sh(lab.ns.gw, "iptables -t mangle -S MWAN-BALANCE")).stdout).not.toContain("0x100/0xff00");
+    });
+  }, 60_000);
+});
+
+describe("the health unit's command line", () => {
+  it("run with its installed paths under MULTIWAN_ROOT, keeps the daemon in the foreground on those files", async () => {
+    await withLab({ links: 2 }, async (lab) => {
+      const site = labSite(lab, { weights: [1, 1], health: FAST });
+      delete (site.gateways[0] as { root?: string }).root; // default root "/": MULTIWAN_ROOT moves it
+      const hooks = `${lab.root}/etc/multiwan-hooks.d`;
+      await lab.sh(lab.ns.gw, `mkdir -p ${hooks} && printf '#!/bin/sh\\necho "$1 $2" >> ${lab.root}/transitions\\n' > ${hooks}/record && chmod +x ${hooks}/record`, { check: true });
+      await deploy(lab, site); // MULTIWAN_NO_SYSTEMD=1: the caller runs the daemon
+      const unit = readFileSync(`${lab.root}/etc/systemd/system/multiwan-health.service`, "utf8");
+      const execStart = /^ExecStart=(.*)$/m.exec(unit)![1].split(" ");
+      const argv = execStart.map((word) => (word.startsWith("/") && existsSync(lab.root + word) ? lab.root + word : word));
+      expect(argv).toEqual(["/bin/sh", `${lab.root}/etc/multiwan/health.sh`]);
+
+      const daemon = lab.spawn(lab.ns.gw, argv, { env: { ...process.env, MULTIWAN_ROOT: lab.root } });
+      await waitFor("the daemon's first state", () => healthState(lab) !== undefined, 5000);
+      await lab.breakUplink("isp1");
+      await waitFor("isp1 down", () => healthState(lab)?.links[0].status === "down", 5000);
+      expect((await lab.openConnections(50)).every((r) => r.ok && r.link === "isp2")).toBe(true);
+      await lab.restoreUplink("isp1");
+      await waitFor("isp1 up", () => healthState(lab)?.links[0].status === "up", 5000);
+      await waitFor("both hooks ran", () => existsSync(`${lab.root}/transitions`) && readFileSync(`${lab.root}/transitions`, "utf8").split("\n").length > 2, 3000);
+      expect(readFileSync(`${lab.root}/transitions`, "utf8")).toBe("isp1 down\nisp1 up\n");
+      expect(daemon.pid).toBeGreaterThan(0);
     });
   }, 60_000);
 });
