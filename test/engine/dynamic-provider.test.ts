@@ -1,0 +1,24 @@
+// The engine alone: CLI, language host (or its stand-in) and the dynamic-provider plugin, no
+// other provider. If this fails, the toolchain is broken; if only the command tests fail, the
+// pulumi-resource-command plugin is.
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { withStack } from "../helpers/engine";
+
+const PROGRAM = join(__dirname, "fixtures/dynamic");
+
+describe("engine: dynamic provider", () => {
+  it("up, preview --diff after a config change, destroy", async () => {
+    await withStack({ program: PROGRAM, plugins: [], config: { greeting: "alpha" } }, async (s) => {
+      await s.up();
+      expect(await s.outputs()).toEqual({ text: "hello-alpha" });
+
+      await s.setConfig("greeting", "beta");
+      const preview = await s.preview({ diff: true });
+      expect(preview.stdout).toMatch(/~ greeting: "alpha" => "beta"/);
+
+      await s.destroy();
+      expect(await s.outputs()).toEqual({});
+    });
+  }, 300_000);
+});
