@@ -117,6 +117,8 @@ const gatewaySchema = z.strictObject({
       .string()
       .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( \S*)?$/, "must be an OpenSSH public host key line, e.g. 'ssh-ed25519 AAAA…'")
       .optional(),
+    insecureSkipHostKeyCheck: z.boolean().default(false).describe("connect without pinning the host key (not for production)"),
+    rollbackAfter: z.number().int().min(5).max(600).default(60).describe("seconds after which an unconfirmed apply rolls itself back"),
   }),
   root: z
     .string()
@@ -204,6 +206,8 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
   const links = assignMarksAndTables(gw.links);
   const problem = (path: string, message: string) => problems.push({ path: `${at}.${path}`, message });
 
+  if (!gw.connection.hostKey && !gw.connection.insecureSkipHostKeyCheck)
+    problem("connection.hostKey", "is required to pin the gateway's SSH host key (ssh-keyscan -t ed25519 HOST), or set insecureSkipHostKeyCheck: true");
   for (const i of duplicates(links.map((l) => l.name))) problem(`links[${i}].name`, `duplicate link name "${links[i].name}"`);
   for (const i of duplicates(links.map((l) => l.interface)))
     problem(`links[${i}].interface`, `interface "${links[i].interface}" is already used by another link`);

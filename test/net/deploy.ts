@@ -21,7 +21,7 @@ export function labSite(lab: Lab, o: LabSiteOptions = {}) {
     gateways: [
       {
         name: "labgw",
-        connection: { host: "198.18.200.2" },
+        connection: { host: "198.18.200.2", insecureSkipHostKeyCheck: true },
         root: lab.root,
         lan: { interfaces: [lab.lanInfo.interface], networks: [lab.lanInfo.network] },
         links: lab.links.map((l, i) => ({

@@ -32,6 +32,8 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
   ["port too big", (s) => (gw(s).connection.port = 70000), "gateways[0].connection.port", /too big|<=/],
   ["bad user", (s) => (gw(s).connection.user = "root -oProxyCommand=x"), "gateways[0].connection.user", /Unix user/],
   ["bad host key", (s) => (gw(s).connection.hostKey = "not a key"), "gateways[0].connection.hostKey", /OpenSSH public host key/],
+  ["no pinned host key", (s) => delete gw(s).connection.hostKey, "gateways[0].connection.hostKey", /required to pin/],
+  ["rollback too soon", (s) => (gw(s).connection.rollbackAfter = 1), "gateways[0].connection.rollbackAfter", />=5/],
   ["relative root", (s) => (gw(s).root = "srv/gw"), "gateways[0].root", /absolute path/],
   ["root with ..", (s) => (gw(s).root = "/srv/../etc"), "gateways[0].root", /'\.\.'/],
   ["root with a space", (s) => (gw(s).root = "/srv/my gw"), "gateways[0].root", /absolute path/],
@@ -123,7 +125,7 @@ describe("config schema rejects bad input, naming the field", () => {
 describe("config defaults", () => {
   it("fills every default", () => {
     const g = gateway();
-    expect(g.connection).toEqual({ host: "192.0.2.50", port: 22, user: "root" });
+    expect(g.connection).toMatchObject({ host: "192.0.2.50", port: 22, user: "root", insecureSkipHostKeyCheck: false, rollbackAfter: 60 });
     expect(g.root).toBe("/");
     expect(g.links.map((l) => [l.mark, l.table])).toEqual([[1, 101], [2, 102]]);
     expect(g.links[1].check.reliability).toBe(1);

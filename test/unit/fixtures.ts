@@ -6,7 +6,7 @@ export function validSite(): any {
     gateways: [
       {
         name: "gw1",
-        connection: { host: "192.0.2.50" },
+        connection: { host: "192.0.2.50", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIABrfGt9wZ2pFlXNancn1sg8tHkT224ufhuW9vHs4qLQ" },
         lan: { interfaces: ["lan0"], networks: ["198.18.1.0/24"] },
         links: [
           {

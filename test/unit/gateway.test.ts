@@ -1,0 +1,73 @@
+// The component's wiring, with Pulumi's mocks: names, parents, secrets, outputs. (What the push
+// does on a real gateway is tested end to end in test/e2e with the real engine.)
+import * as pulumi from "@pulumi/pulumi";
+import { describe, expect, it } from "vitest";
+import { planGateway } from "../../components/plan";
+import { bundleFingerprint, renderBundle } from "../../components/render";
+import { gateway } from "./fixtures";
+
+const created: pulumi.runtime.MockResourceArgs[] = [];
+
+// Mocks must be in place before the first resource is constructed.
+pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        created.push(args);
+        return { id: `${args.name}-id`, state: { ...args.inputs, applied: "applied (mock)" } };
+      },
+      call: (args) => args.inputs,
+    },
+    "multiwan",
+    "test",
+    false,
+);
+
+const unwrap = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply(resolve));
+const isSecret = (o: pulumi.Output<unknown>) => (o as unknown as { isSecret: Promise<boolean> }).isSecret;
+
+describe("Gateway component", async () => {
+  const { Gateway } = await import("../../components/gateway");
+  const config = gateway();
+  const gw = new Gateway("site-gw1", { config, privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n" });
+
+  it("has the component type token", () => {
+    expect((gw as unknown as { __pulumiType: string }).__pulumiType).toBe("multiwan:index:Gateway");
+  });
+
+  it("pushes the rendered bundle through one child named after it, parented to it", async () => {
+    await unwrap(gw.applied);
+    const push = created.find((r) => r.name === "site-gw1-push")!;
+    expect(push).toBeDefined();
+    expect(push.type).toBe("pulumi-nodejs:dynamic:Resource");
+    expect(push.inputs.files).toEqual(renderBundle(planGateway(config)));
+    expect(push.inputs.files["iptables.rules"]).toContain("-A MWAN-POST -s 198.18.1.0/24 -o wan1 -j SNAT --to-source 203.0.113.2");
+    expect(push.inputs.target).toEqual({ host: "192.0.2.50", port: 22, user: "root", hostKey: config.connection.hostKey });
+    expect(push.inputs.installDir).toBe("/etc/multiwan");
+    expect(push.inputs.rollbackAfter).toBe(60);
+  });
+
+  it("passes the private key only as a secret, and nowhere else", () => {
+    const push = created.find((r) => r.name === "site-gw1-push")!;
+    const SECRET_SIG = "4dabf18193072939515e22adb298388d"; // Pulumi's marker of a secret value
+    expect(push.inputs.privateKey[SECRET_SIG]).toBe("1b47061264138c4ac30d75fd1eb44270");
+    const { privateKey: _key, ...rest } = push.inputs;
+    expect(JSON.stringify(rest)).not.toContain("not-a-real-key");
+  });
+
+  it("outputs the fingerprint, each link's mark and table, and the apply report", async () => {
+    expect(await unwrap(gw.fingerprint)).toBe(bundleFingerprint(renderBundle(planGateway(config))));
+    expect(await unwrap(gw.links)).toEqual({ isp1: { mark: "0x100/0xff00", table: 101 }, isp2: { mark: "0x200/0xff00", table: 102 } });
+    expect(await unwrap(gw.applied)).toBe("applied (mock)");
+    expect(await isSecret(gw.fingerprint)).toBe(false);
+  });
+
+  it("skips the host key only when the config says so", async () => {
+    const insecure = gateway((s) => {
+      delete s.gateways[0].connection.hostKey;
+      s.gateways[0].connection.insecureSkipHostKeyCheck = true;
+    });
+    const g = new Gateway("site-gw2", { config: insecure, privateKey: "k" });
+    await unwrap(g.applied);
+    expect(created.find((r) => r.name === "site-gw2-push")!.inputs.target.hostKey).toBeUndefined();
+  });
+});
