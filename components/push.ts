@@ -45,7 +45,14 @@ function applyCommand(p: PushInputs): string {
 
 async function push(p: PushInputs): Promise<PushOutputs> {
   const target = { ...p.target, privateKey: p.privateKey };
-  const applied = await runRemote(target, applyCommand(p), tarFiles(p.files));
+  const applied = await runRemote(target, applyCommand(p), tarFiles(p.files)).catch((e: Error) => {
+    throw new Error(
+      e instanceof ConnectError && !e.afterReady
+        ? `${p.gateway}: cannot connect, nothing was changed: ${e.message}`
+        : `${p.gateway}: lost the connection while applying (${e.message}); if the new rules were applied, ` +
+            `the gateway rolls back to its previous state within ${p.rollbackAfter} s`,
+    );
+  });
   if (applied.code !== 0) {
     throw new Error(`${p.gateway}: apply failed, the previous state is kept:\n${applied.stderr.trim()}`);
   }

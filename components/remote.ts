@@ -19,8 +19,15 @@ export interface RemoteResult {
   stderr: string;
 }
 
-/** Thrown when no authenticated session could be opened (unreachable, refused, wrong host key). */
-export class ConnectError extends Error {}
+/** The session failed: before it was open (unreachable, refused, wrong host key: nothing ran), or after. */
+export class ConnectError extends Error {
+  constructor(
+    message: string,
+    readonly afterReady = false,
+  ) {
+    super(message);
+  }
+}
 
 /** The key blob of an OpenSSH public key line, compared byte for byte with what the server offers. */
 function keyBlob(line: string): Buffer {
@@ -31,6 +38,7 @@ export function runRemote(target: SshTarget, command: string, stdin?: Buffer): P
   return new Promise((resolve, reject) => {
     const client = new Client();
     let hostKeyMismatch = false;
+    let ready = false;
     let settled = false;
     const finish = (fn: () => void) => {
       if (settled) return;
@@ -40,6 +48,7 @@ export function runRemote(target: SshTarget, command: string, stdin?: Buffer): P
     };
     client
       .on("ready", () => {
+        ready = true;
         client.exec(command, (err, stream) => {
           if (err) return finish(() => reject(new ConnectError(`${target.host}: cannot run a command: ${err.message}`)));
           const out: Buffer[] = [];
@@ -56,7 +65,7 @@ export function runRemote(target: SshTarget, command: string, stdin?: Buffer): P
         const why = hostKeyMismatch
           ? `host key does not match the pinned connection.hostKey (refusing to connect)`
           : err.message;
-        finish(() => reject(new ConnectError(`${target.host}:${target.port}: ${why}`)));
+        finish(() => reject(new ConnectError(`${target.host}:${target.port}: ${why}`, ready)));
       })
       .connect({
         host: target.host,
@@ -64,6 +73,9 @@ export function runRemote(target: SshTarget, command: string, stdin?: Buffer): P
         username: target.user,
         privateKey: target.privateKey,
         readyTimeout: (target.connectTimeout ?? 15) * 1000,
+        // A session whose packets stop flowing (new rules that cut the path) fails instead of hanging.
+        keepaliveInterval: 3000,
+        keepaliveCountMax: 5,
         hostVerifier: (key: Buffer) => {
           if (target.hostKey === undefined) return true;
           hostKeyMismatch = !key.equals(keyBlob(target.hostKey));

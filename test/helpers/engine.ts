@@ -78,6 +78,8 @@ export interface EngineStack {
   refresh(opts?: CommandOptions): Promise<RunResult>;
   destroy(opts?: CommandOptions): Promise<RunResult>;
   setConfig(key: string, value: string, opts?: { secret?: boolean }): Promise<void>;
+  /** A structured (object or list) config value, as `multiwan:site` is. */
+  setConfigObject(key: string, value: unknown): Promise<void>;
   /** Stack outputs, secrets in plain text. */
   outputs(): Promise<Record<string, unknown>>;
   /** `pulumi stack export` as text (secrets stay encrypted). */
@@ -230,6 +232,10 @@ export async function withStack<T>(opts: StackOptions, fn: (s: EngineStack) => P
     async setConfig(key, value, o) {
       // "--" so a value such as "-----BEGIN OPENSSH PRIVATE KEY-----" is not read as a flag.
       await run(["config", "set", ...(o?.secret ? ["--secret"] : ["--plaintext"]), key, "--", value]);
+    },
+    async setConfigObject(key, value) {
+      const json = JSON.stringify({ [key]: { value: JSON.stringify(value), objectValue: value, secret: false } });
+      await run(["config", "set-all", "--json", json]);
     },
     async outputs() {
       return JSON.parse((await run(["stack", "output", "--json", "--show-secrets"])).stdout);

@@ -29,20 +29,38 @@ async function keygen(file: string, comment: string): Promise<void> {
   await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file], { timeout: 10_000 });
 }
 
+export interface ClientKey {
+  privateKey: string;
+  /** authorized_keys line */
+  publicKey: string;
+}
+
+/** A new ed25519 client key pair, generated in `dir` (scratch). */
+export async function clientKey(dir: string): Promise<ClientKey> {
+  await keygen(join(dir, "client_new"), "mwt-client");
+  const key = { privateKey: await readFile(join(dir, "client_new"), "utf8"), publicKey: await readFile(join(dir, "client_new.pub"), "utf8") };
+  await rm(join(dir, "client_new"), { force: true });
+  await rm(join(dir, "client_new.pub"), { force: true });
+  return key;
+}
+
 export async function startSshd(opts: {
   netns: string;
   address: string;
   port?: number;
   user?: string;
   startTimeoutMs?: number;
+  /** A client key to authorize (e.g. one key for every gateway of a stack); default: a new one. */
+  client?: ClientKey;
 }): Promise<Sshd> {
   const { netns, address, port = 22, user = "root", startTimeoutMs = 10_000 } = opts;
-  if (!netns.startsWith("mwt-eng-")) throw new Error(`refusing namespace ${netns}: not one of ours`);
+  if (!netns.startsWith("mwt-")) throw new Error(`refusing namespace ${netns}: not one of ours`);
   const dir = await mkdtemp(join(tmpdir(), "mwt-eng-sshd-"));
   try {
     await keygen(join(dir, "host_ed25519"), "");
-    await keygen(join(dir, "client_ed25519"), "mwt-eng-client");
-    const clientPub = await readFile(join(dir, "client_ed25519.pub"), "utf8");
+    const client = opts.client ?? (await clientKey(dir));
+    await writeFile(join(dir, "client_ed25519"), client.privateKey, { mode: 0o600 });
+    const clientPub = client.publicKey;
     await writeFile(join(dir, "authorized_keys"), clientPub, { mode: 0o600 });
     // Privilege separation directory; shared with the host's sshd, so only ever created.
     await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
@@ -94,7 +112,7 @@ export async function startSshd(opts: {
       port,
       user,
       hostKey: `${type} ${blob}`,
-      privateKey: await readFile(join(dir, "client_ed25519"), "utf8"),
+      privateKey: client.privateKey,
       dir,
       pid,
       log: () => log,

@@ -1,0 +1,115 @@
+// The product's main path with the real Pulumi engine: `pulumi up` pushes the bundle over SSH to
+// two gateways (namespaces running a real sshd), preview --diff shows rule lines, a config that
+// cuts the management path rolls itself back, destroy leaves the gateways as they were.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { REPO, withStack, type EngineStack } from "../helpers/engine";
+import { gatewayState } from "../net/deploy";
+import { withManagedGateways, type ManagedGateway } from "./managed-lab";
+
+function gatewayConfig(g: ManagedGateway, name: string, weights: number[]) {
+  return {
+    name,
+    connection: { host: g.address, hostKey: g.sshd.hostKey, rollbackAfter: 8 },
+    root: g.lab.root,
+    lan: { interfaces: [g.lab.lanInfo.interface], networks: [g.lab.lanInfo.network] },
+    links: g.lab.links.map((l, i) => ({
+      name: l.name,
+      interface: l.interface,
+      gateway: l.gateway,
+      address: `${l.address}/${l.prefixLength}`,
+      weight: weights[i],
+      check: { targets: [g.lab.serverAddresses.probe] },
+    })),
+  };
+}
+
+const siteOf = (gws: ManagedGateway[], weights: number[][]) => ({
+  gateways: gws.map((g, i) => gatewayConfig(g, `gw${i + 1}`, weights[i])),
+});
+
+async function shares(g: ManagedGateway) {
+  const results = await g.lab.openConnections(400);
+  expect(results.every((r) => r.ok)).toBe(true);
+  return g.lab.shares(results);
+}
+
+async function upAndCheck(s: EngineStack) {
+  const r = await s.up();
+  expect(r.code).toBe(0);
+  return r;
+}
+
+describe("pulumi up / preview / destroy through the Gateway component", () => {
+  it("configures two gateways, shows rule diffs, rolls back a cut-off, and destroys cleanly", async () => {
+    // gw1 on a management port; gw2 a remote site, reached over the internet on its link 2.
+    await withManagedGateways(["port", "internet"], async (gws, key) => {
+      const pristine = await Promise.all(gws.map((g) => gatewayState(g.lab)));
+      await withStack({ program: REPO, plugins: [], stack: "site1", secrets: { "multiwan:sshPrivateKey": key.privateKey } }, async (s) => {
+        // 1. up: both gateways balance 3:1 and 1:1.
+        await s.setConfigObject("multiwan:site", siteOf(gws, [[3, 1], [1, 1]]));
+        const t0 = Date.now();
+        await upAndCheck(s);
+        console.log(`pulumi up, two gateways: ${Date.now() - t0} ms`);
+        expect(await shares(gws[0])).toEqual({ isp1: 0.75, isp2: 0.25 });
+        expect(await shares(gws[1])).toEqual({ isp1: 0.5, isp2: 0.5 });
+        const outputs = (await s.outputs()).gateways as Record<string, { links: unknown; applied: string; fingerprint: string }>;
+        expect(outputs.gw1.links).toEqual({ isp1: { mark: "0x100/0xff00", table: 101 }, isp2: { mark: "0x200/0xff00", table: 102 } });
+        expect(outputs.gw1.applied).toMatch(/^applied \(\d+ rules\)$/);
+
+        // 2. one weight changes: the diff names the changed rule lines, on gw1 only.
+        await s.setConfigObject("multiwan:site", siteOf(gws, [[1, 1], [1, 1]]));
+        const preview = (await s.preview({ diff: true })).stdout;
+        expect(preview).toMatch(/-\s+-A MWAN-BALANCE -m statistic --mode nth --every 4 --packet 0 -j MARK --set-xmark 0x100\/0xff00/);
+        expect(preview).toMatch(/\+\s+-A MWAN-BALANCE -m statistic --mode nth --every 2 --packet 0 -j MARK --set-xmark 0x100\/0xff00/);
+        expect(preview).toContain("gw1-push");
+        expect(preview).not.toMatch(/~ .*gw2-push/);
+        await upAndCheck(s);
+        expect(await shares(gws[0])).toEqual({ isp1: 0.5, isp2: 0.5 });
+        const again = await s.preview();
+        expect(again.stdout).toMatch(/^\s+5 unchanged$/m); // the stack, 2 gateways, 2 pushes
+        expect(again.stdout).not.toMatch(/to (update|create|delete|replace)/);
+
+        // 3. a config that cuts the management path of gw2: the gateway rolls back by itself.
+        const before = await gatewayState(gws[1].lab);
+        const cut = siteOf(gws, [[1, 1], [1, 1]]);
+        cut.gateways[1].links[1].gateway = "198.51.100.5"; // a typo: on the link's subnet, but nobody is there
+        await s.setConfigObject("multiwan:site", cut);
+        const failed = await s.up({ allowFailure: true });
+        expect(failed.code).not.toBe(0);
+        expect(failed.stdout + failed.stderr).toMatch(/gw2: the new rules were applied, but a fresh SSH connection could not confirm them/);
+        await new Promise((r) => setTimeout(r, 10_000)); // rollbackAfter is 8 s
+        expect(await gatewayState(gws[1].lab)).toEqual(before);
+
+        // 4. an apply the host rejects (a link on an interface it does not have) changes nothing.
+        const bad = siteOf(gws, [[1, 1], [1, 1]]);
+        bad.gateways[0].links[1].interface = "wan9";
+        await s.setConfigObject("multiwan:site", bad);
+        const gw1Before = await gatewayState(gws[0].lab);
+        const rejected = await s.up({ allowFailure: true });
+        expect(rejected.code).not.toBe(0);
+        expect(rejected.stdout + rejected.stderr).toMatch(/gw1: apply failed, the previous state is kept/);
+        expect(await gatewayState(gws[0].lab)).toEqual(gw1Before);
+
+        // Back to a good config, then destroy: both gateways as before the first up.
+        await s.setConfigObject("multiwan:site", siteOf(gws, [[1, 1], [1, 1]]));
+        await upAndCheck(s);
+        const state = await s.exportState();
+        expect(state).toContain('"parent": "urn:pulumi:site1::multiwan::multiwan:index:Gateway::gw1"');
+        await s.destroy();
+        for (let i = 0; i < gws.length; i++) {
+          expect(await gatewayState(gws[i].lab)).toEqual(pristine[i]);
+          expect(() => readFileSync(join(gws[i].lab.root, "etc/iproute2/rt_tables.d/multiwan.conf"))).toThrow();
+        }
+
+        // No private key material in the state, the engine's output or the gateways' logs.
+        const keyBody = key.privateKey.split("\n").filter((l) => l && !l.startsWith("-----")).join("");
+        const haystacks = [state, preview, failed.stdout, failed.stderr, ...gws.map((g) => g.sshd.log())];
+        for (const text of haystacks) {
+          expect(text.replace(/\s/g, "")).not.toContain(keyBody.slice(0, 40));
+        }
+      });
+    });
+  }, 600_000);
+});
