@@ -1,12 +1,17 @@
 // `npm run bench`: the figures users are promised, measured. Needs root (network namespaces).
 //   1. shares of 2000 real new connections through the lab for 3:1 and 5:3:2 (and, for
 //      comparison, the seed recipe's mark-guarded nth rules on the same lab);
-//   2. time to validate, plan and render the bundles of 1000 gateways.
+//   2. a failover timeline: uplink 1 breaks upstream, then comes back, under 20 new connections/s
+//      (printed per second and drawn as docs/failover-timeline.svg);
+//   3. time to validate, plan and render the bundles of 1000 gateways.
 import { parseSite } from "../components/config";
 import { planGateway } from "../components/plan";
 import { renderBundle } from "../components/render";
 import { withLab, type Lab } from "../test/lab/lab";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { deploy, labSite, unmarkedConnections } from "../test/net/deploy";
+import { timeline, timelineSvg, timelineTable } from "./timeline";
 
 const CONNECTIONS = 2000;
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
@@ -53,6 +58,34 @@ async function applySeedRecipe(lab: Lab, lanRoutes: boolean) {
   );
 }
 
+/** 20 new connections/s (1 s connect timeout) for 25 s; isp1 breaks upstream at 5 s, returns at 15 s. */
+async function failoverTimeline() {
+  await withLab({ links: 2 }, async (lab) => {
+    await deploy(lab, labSite(lab, { weights: [1, 1] }), { daemon: true });
+    await new Promise((r) => setTimeout(r, 1500));
+    const startAt = Date.now();
+    const traffic = lab.openConnections(500, { ratePerSec: 20, concurrency: 100, connectTimeoutMs: 1000, durationLimitMs: 30_000 });
+    const at = (s: number) => new Promise((r) => setTimeout(r, startAt + s * 1000 - Date.now()));
+    await at(5);
+    await lab.breakUplink("isp1");
+    await at(15);
+    await lab.restoreUplink("isp1");
+    const results = await traffic;
+    const links = lab.links.map((l) => l.name);
+    const bins = timeline(results, startAt, links, 25);
+    const failed = results.filter((r) => !r.ok);
+    const lastFail = failed.length ? Math.max(...failed.map((r) => r.startedAt - startAt - 5000)) : 0;
+    console.log(`\nfailover (default health: interval 0.5 s, timeout 1 s, down 3, up 5): isp1 breaks at 5 s, returns at 15 s`);
+    console.log(`  ${failed.length} of ${results.length} connections failed; the last failed one started ${(lastFail / 1000).toFixed(2)} s after the break`);
+    console.log(timelineTable(bins, links).replace(/^/gm, "  "));
+    const svg = timelineSvg(bins, links, "multiwan failover: new connections per second, by uplink", [
+      { second: 5, label: "isp1 breaks" },
+      { second: 15, label: "isp1 returns" },
+    ]);
+    writeFileSync(join(__dirname, "..", "docs", "failover-timeline.svg"), svg);
+  });
+}
+
 function renderFleet(gateways: number) {
   const site = {
     gateways: Array.from({ length: gateways }, (_, i) => ({
@@ -92,6 +125,7 @@ async function main() {
       await measure(lab, `seed recipe${lanRoutes ? " + LAN routes in its tables" : " as written"}, 2 links 3:1`, [3, 1], 0xffffffff);
     });
   }
+  await failoverTimeline();
   renderFleet(1000);
 }
 

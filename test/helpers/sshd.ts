@@ -60,6 +60,7 @@ export async function startSshd(opts: {
     await keygen(join(dir, "host_ed25519"), "");
     const client = opts.client ?? (await clientKey(dir));
     await writeFile(join(dir, "client_ed25519"), client.privateKey, { mode: 0o600 });
+    await writeFile(join(dir, "client_ed25519.pub"), client.publicKey);
     const clientPub = client.publicKey;
     await writeFile(join(dir, "authorized_keys"), clientPub, { mode: 0o600 });
     // Privilege separation directory; shared with the host's sshd, so only ever created.
