@@ -57,7 +57,7 @@ describe("failover", () => {
         expect(during.every((r) => r.ok && r.link === "isp2")).toBe(true);
 
         // After the restore: the link carries its share again within up × interval + 1 s.
-        const back = breakAt + (restoreAt - breakAt) + (health.up * health.interval + 1) * 1000 + health.timeout * 1000;
+        const back = restoreAt + (health.up * health.interval + 1) * 1000;
         const after = results.filter((r) => r.startedAt > back);
         expect(after.length).toBeGreaterThan(40);
         expect(after.every((r) => r.ok)).toBe(true);
@@ -102,6 +102,25 @@ describe("failover", () => {
       const stuck = reports.find((r) => r.replies[0]?.link === "isp1")!;
       expect(stuck).toBeDefined();
       expect(stuck.replies.filter((r) => r.at > downAt)).toEqual([]);
+    });
+  }, 60_000);
+
+  it("with every link down it falls back to the planned last resort, and recovers", async () => {
+    await withLab({ links: 2 }, async (lab) => {
+      await deploy(lab, labSite(lab, { weights: [3, 1], health: FAST }), { daemon: true });
+      const balancing = async () => (await lab.sh(lab.ns.gw, "iptables -t mangle -S MWAN-BALANCE", { check: true })).stdout;
+      const full = await balancing();
+      await lab.breakUplink("isp1");
+      await lab.breakUplink("isp2");
+      await waitFor("every link down", () => healthState(lab)?.variant === "none", 5000);
+      expect(healthState(lab)!.links.map((l) => l.status)).toEqual(["down", "down"]);
+      expect(await balancing()).toBe(full); // lastResort "all": keep balancing, no blackhole
+      await lab.restoreUplink("isp2");
+      await waitFor("isp2 back", () => healthState(lab)?.variant === "isp2", 5000);
+      expect((await lab.openConnections(40)).every((r) => r.ok && r.link === "isp2")).toBe(true);
+      await lab.restoreUplink("isp1");
+      await waitFor("isp1 back", () => healthState(lab)?.variant === "isp1+isp2", 5000);
+      expect(lab.shares(await lab.openConnections(400))).toEqual({ isp1: 0.75, isp2: 0.25 });
     });
   }, 60_000);
 

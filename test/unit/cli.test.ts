@@ -7,7 +7,7 @@ import { stringify } from "yaml";
 import { validSite } from "./fixtures";
 
 const BIN = join(__dirname, "..", "..", "bin", "multiwan.js");
-const EXAMPLE = join(__dirname, "..", "..", "examples", "two-links.yaml");
+const EXAMPLE = join(__dirname, "..", "..", "examples", "Pulumi.seed-two-links.yaml");
 const scratch = mkdtempSync(join(tmpdir(), "mwt-cli-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 

@@ -217,8 +217,8 @@ describe("the rest of the bundle", () => {
 });
 
 describe("the shipped examples", () => {
-  it.each(["two-links", "ppp-selected-ports"])("%s renders as reviewed", async (example) => {
-    const site = loadSiteFile(join(__dirname, "..", "..", "examples", `${example}.yaml`));
+  it.each(["seed-two-links", "seed-ppp-ports"])("%s renders as reviewed", async (example) => {
+    const site = loadSiteFile(join(__dirname, "..", "..", "examples", `Pulumi.${example}.yaml`));
     for (const gw of site.gateways) {
       const bundle = renderBundle(planGateway(gw));
       await expect(bundle["iptables.rules"]).toMatchFileSnapshot(`__snapshots__/${example}.${gw.name}.iptables.rules`);
