@@ -7,7 +7,7 @@ export const MARK_MASK = 0xff00;
 const hex = (n: number) => `0x${n.toString(16)}`;
 
 /** Rule priorities: suppress (1000), then `from <address>` (1100+i), then `fwmark` (1200+i). */
-export const PRIORITY = { suppressMain: 1000, from: 1100, fwmark: 1200 } as const;
+const PRIORITY = { suppressMain: 1000, from: 1100, fwmark: 1200 } as const;
 
 export interface PlannedLink {
   /** 1-based position: the health daemon's handle for the link. */
@@ -16,7 +16,6 @@ export interface PlannedLink {
   interface: string;
   /** The link's value in our mark byte, e.g. `0x200/0xff00`. */
   fwmark: string;
-  mark: number;
   table: number;
   tableName: string;
   /** The link table's default route: `default via 203.0.113.1 dev wan1 table 101` (or `dev ppp0` for PPP). */
@@ -160,7 +159,6 @@ function planLink(link: Link, position: number): PlannedLink {
     index: position + 1,
     name: link.name,
     interface: link.interface,
-    mark: link.mark,
     fwmark: `${hex(link.mark << 8)}/${hex(MARK_MASK)}`,
     table: link.table,
     tableName: `mwan_${link.name}`,
