@@ -90,7 +90,7 @@ function renderFleet(gateways: number) {
   const site = {
     gateways: Array.from({ length: gateways }, (_, i) => ({
       name: `gw${i}`,
-      connection: { host: `gw${i}.example.net` },
+      connection: { host: `gw${i}.example.net`, hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIABrfGt9wZ2pFlXNancn1sg8tHkT224ufhuW9vHs4qLQ" },
       lan: { interfaces: ["lan0"], networks: [`198.18.${i % 256}.0/24`] },
       links: [3, 2, 1].map((weight, l) => ({
         name: `isp${l + 1}`,

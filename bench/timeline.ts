@@ -20,8 +20,8 @@ export function timeline(results: ConnectionResult[], startAt: number, links: st
 }
 
 export function timelineTable(bins: Second[], links: string[]): string {
-  const header = ["s", ...links, "failed"].map((h) => h.padStart(6)).join("");
-  return [header, ...bins.map((b) => [b.second, ...links.map((l) => b.byLink[l]), b.failed].map((v) => String(v).padStart(6)).join(""))].join("\n");
+  const header = ["s", ...links, "failed"].map((h) => h.padStart(8)).join("");
+  return [header, ...bins.map((b) => [b.second, ...links.map((l) => b.byLink[l]), b.failed].map((v) => String(v).padStart(8)).join(""))].join("\n");
 }
 
 const COLOURS = ["#3b7dd8", "#47a66b", "#e0a030", "#8a5cc2"];
