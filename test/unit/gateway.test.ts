@@ -34,7 +34,7 @@ describe("Gateway component", async () => {
     expect((gw as unknown as { __pulumiType: string }).__pulumiType).toBe("multiwan:index:Gateway");
   });
 
-  it("pushes the rendered bundle through one child named after it, parented to it", async () => {
+  it("pushes the rendered bundle through one child named after it (its parent is checked in test/e2e)", async () => {
     await unwrap(gw.applied);
     const push = created.find((r) => r.name === "site-gw1-push")!;
     expect(push).toBeDefined();
