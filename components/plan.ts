@@ -44,12 +44,27 @@ export interface Variant {
   slots: Slot[];
 }
 
+export interface Hook {
+  table: "mangle" | "nat";
+  chain: string;
+  target: string;
+}
+
+/** The only rules multiwan puts in built-in chains: one jump each into its own chains. */
+const HOOKS: Hook[] = [
+  { table: "mangle", chain: "PREROUTING", target: "MWAN-PRE" },
+  { table: "mangle", chain: "OUTPUT", target: "MWAN-OUT" },
+  { table: "nat", chain: "POSTROUTING", target: "MWAN-POST" },
+];
+
 export interface Plan {
   gateway: string;
   root: string;
   /** Where apply.sh installs the bundle: `<root>/etc/multiwan`. */
   installDir: string;
   mask: string;
+  /** All hooks (iptables.hooks), and per table (iptables.rules). */
+  hooks: { all: Hook[]; mangle: Hook[]; nat: Hook[] };
   links: PlannedLink[];
   lanInterfaces: string[];
   /** Destinations never balanced: the LAN networks, then `balance.exclude`. */
@@ -202,6 +217,7 @@ export function planGateway(gw: Gateway): Plan {
     root: gw.root,
     installDir: `${gw.root.replace(/\/$/, "")}/etc/multiwan`,
     mask: hex(MARK_MASK),
+    hooks: { all: HOOKS, mangle: HOOKS.filter((h) => h.table === "mangle"), nat: HOOKS.filter((h) => h.table === "nat") },
     links,
     lanInterfaces: gw.lan.interfaces,
     bypass: [...gw.lan.networks, ...balance.exclude],

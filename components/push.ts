@@ -98,16 +98,7 @@ export const pushProvider: pulumi.dynamic.ResourceProvider<PushInputs, PushOutpu
   },
 };
 
-export interface GatewayPushArgs {
-  gateway: pulumi.Input<string>;
-  target: pulumi.Input<PushInputs["target"]>;
-  privateKey: pulumi.Input<string>;
-  installDir: pulumi.Input<string>;
-  root: pulumi.Input<string>;
-  rollbackAfter: pulumi.Input<number>;
-  files: pulumi.Input<Record<string, string>>;
-  fingerprint: pulumi.Input<string>;
-}
+export type GatewayPushArgs = { [K in keyof PushInputs]: pulumi.Input<PushInputs[K]> };
 
 /** The bundle installed on one gateway. */
 export class GatewayPush extends pulumi.dynamic.Resource {

@@ -62,6 +62,16 @@ interface RawConnection {
 
 const clientNs = (ctx: TrafficContext, o: FromOption) => (o.from ? ctx.resolveNs(o.from) : ctx.ns.lan);
 
+/** Starts an agent and waits for its "ready" event; an agent that never gets ready is killed. */
+async function startReady(ctx: TrafficContext, ns: string, mode: AgentMode, args: object, lifetimeMs: number, readyMs: number) {
+  const agent = ctx.startAgent(ns, mode, args, lifetimeMs);
+  const ready = await agent.waitFor("ready", readyMs).catch(async (e) => {
+    await agent.kill();
+    throw e;
+  });
+  return { agent, ready };
+}
+
 export async function openConnections(ctx: TrafficContext, n: number, o: ConnectOptions = {}): Promise<ConnectionResult[]> {
   const args = {
     n,
@@ -141,11 +151,8 @@ export async function longLived(ctx: TrafficContext, count: number, o: LongLived
     durationMs: o.durationMs ?? 30_000,
     connectTimeoutMs: o.connectTimeoutMs ?? 2000,
   };
-  const agent = ctx.startAgent(clientNs(ctx, o), "longlived", args, args.durationMs + args.connectTimeoutMs + 10_000);
-  const ready = await agent.waitFor("ready", args.connectTimeoutMs + 5000).catch(async (e) => {
-    await agent.kill();
-    throw e;
-  });
+  const lifetime = args.durationMs + args.connectTimeoutMs + 10_000;
+  const { agent, ready } = await startReady(ctx, clientNs(ctx, o), "longlived", args, lifetime, args.connectTimeoutMs + 5000);
   return {
     pid: agent.pid,
     established: Number(ready.established),
@@ -208,11 +215,7 @@ export async function udpFlow(ctx: TrafficContext, o: UdpFlowOptions = {}): Prom
     intervalMs: o.intervalMs ?? 200,
     durationMs: o.durationMs ?? 60_000,
   };
-  const agent = ctx.startAgent(clientNs(ctx, o), "udpflow", args, args.durationMs + 10_000);
-  const ready = await agent.waitFor("ready", 5000).catch(async (e) => {
-    await agent.kill();
-    throw e;
-  });
+  const { agent, ready } = await startReady(ctx, clientNs(ctx, o), "udpflow", args, args.durationMs + 10_000, 5000);
   return {
     pid: agent.pid,
     localPort: Number(ready.localPort),
@@ -294,11 +297,7 @@ export async function listen(ctx: TrafficContext, ns: string, o: ListenOptions):
     udpPorts: o.udp ? [o.port] : [],
     reportPeers: true,
   };
-  const agent = ctx.startAgent(ns, "serve", args, o.maxLifetimeMs ?? 30 * 60_000);
-  await agent.waitFor("ready", 5000).catch(async (e) => {
-    await agent.kill();
-    throw e;
-  });
+  const { agent } = await startReady(ctx, ns, "serve", args, o.maxLifetimeMs ?? 30 * 60_000, 5000);
   const peers = () => agent.eventsOf("peer").map((e) => String(e.peer));
   return {
     pid: agent.pid,
