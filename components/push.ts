@@ -9,6 +9,7 @@
 // rollback armed on the gateway; a second, fresh connection confirms. If the new rules cut the
 // management path, the confirmation cannot arrive and the gateway rolls itself back.
 import * as pulumi from "@pulumi/pulumi";
+import { probeGateway } from "./probe";
 import { ConnectError, runRemote, type SshTarget } from "./remote";
 import { tarFiles } from "./tar";
 
@@ -27,6 +28,8 @@ export interface PushInputs {
 export interface PushOutputs extends PushInputs {
   /** What apply.sh reported, e.g. `applied (24 rules)`. */
   applied: string;
+  /** Differences a refresh found on the gateway (empty after a push): see drift.ts. */
+  drift: string[];
 }
 
 /** Stage under the install root (root-only, not a world-writable directory), unpack, apply. */
@@ -68,7 +71,7 @@ async function push(p: PushInputs): Promise<PushOutputs> {
     );
   }
   const report = applied.stderr.split("\n").find((l) => l.includes("applied (")) ?? "";
-  return { ...p, applied: report.replace(/^multiwan\[[^\]]*\]: /, "") };
+  return { ...p, applied: report.replace(/^multiwan\[[^\]]*\]: /, ""), drift: [] };
 }
 
 export const pushProvider: pulumi.dynamic.ResourceProvider<PushInputs, PushOutputs> = {
@@ -77,6 +80,7 @@ export const pushProvider: pulumi.dynamic.ResourceProvider<PushInputs, PushOutpu
     if (olds.installDir !== news.installDir) moved.push("installDir");
     const changed =
       moved.length > 0 ||
+      olds.drift?.length > 0 || // a refresh saw the gateway differ: push again to repair it
       olds.fingerprint !== news.fingerprint ||
       JSON.stringify(olds.target) !== JSON.stringify(news.target) ||
       olds.privateKey !== news.privateKey ||
@@ -90,6 +94,11 @@ export const pushProvider: pulumi.dynamic.ResourceProvider<PushInputs, PushOutpu
   },
   async update(_id, _olds, news) {
     return { outs: await push(news) };
+  },
+  /** `pulumi refresh`: probe the gateway; what differs from the pushed bundle shows up as `drift`. */
+  async read(id, props) {
+    const report = await probeGateway({ ...props!.target, privateKey: props!.privateKey }, props!);
+    return { id, props: { ...props!, drift: report.status === "in-sync" ? [] : report.drift.map((d) => `${report.status}: ${d}`) } };
   },
   async delete(_id, props) {
     const script = `${props.installDir}/apply.sh`;
@@ -106,7 +115,7 @@ export class GatewayPush extends pulumi.dynamic.Resource {
   declare readonly fingerprint: pulumi.Output<string>;
 
   constructor(name: string, args: GatewayPushArgs, opts?: pulumi.CustomResourceOptions) {
-    super(pushProvider, name, { ...args, applied: undefined }, {
+    super(pushProvider, name, { ...args, applied: undefined, drift: undefined }, {
       ...opts,
       additionalSecretOutputs: ["privateKey"],
     });

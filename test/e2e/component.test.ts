@@ -58,6 +58,28 @@ describe("pulumi up / preview / destroy through the Gateway component", () => {
         expect(outputs.gw1.links).toEqual({ isp1: { mark: "0x100/0xff00", table: 101 }, isp2: { mark: "0x200/0xff00", table: 102 } });
         expect(outputs.gw1.applied).toMatch(/^applied \(\d+ rules\)$/);
 
+        // Drift: a refresh of the untouched gateways finds nothing; a hand edit on gw1 is found,
+        // named, and the next `pulumi up` repairs it.
+        const clean = await s.refresh({ previewOnly: true, diff: true });
+        expect(clean.stdout).not.toContain("missing");
+        expect(clean.stdout).not.toMatch(/~ .*-push/);
+        const deployed = await gatewayState(gws[0].lab);
+        await gws[0].lab.sh(gws[0].lab.ns.gw, "iptables -t mangle -D MWAN-PRE -i wan2 -m conntrack --ctstate NEW -j MARK --set-xmark 0x200/0xff00 && ip rule del pref 1201", { check: true });
+        const drifted = await s.refresh({ previewOnly: true, diff: true });
+        expect(drifted.stdout).toContain("gw1-push");
+        expect(drifted.stdout).toContain("drifted: missing iptables mangle MWAN-PRE: -A MWAN-PRE -i wan2 -m conntrack --ctstate NEW -j MARK --set-xmark 0x200/0xff00");
+        expect(drifted.stdout).toContain("drifted: missing ip rule: 1201: from all fwmark 0x200/0xff00 lookup 102");
+        expect(drifted.stdout).not.toMatch(/~ .*gw2-push/);
+        await s.refresh();
+        await upAndCheck(s);
+        // The deleted fwmark rule also broke link 2's probes, so the health daemon took isp2 out;
+        // once the repair lets them through again it brings the full split back.
+        for (let i = 0; i < 40 && JSON.stringify(await gatewayState(gws[0].lab)) !== JSON.stringify(deployed); i++) {
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        expect(await gatewayState(gws[0].lab)).toEqual(deployed);
+        expect((await s.refresh({ previewOnly: true, diff: true })).stdout).not.toContain("missing");
+
         // 2. one weight changes: the diff names the changed rule lines, on gw1 only.
         await s.setConfigObject("multiwan:site", siteOf(gws, [[1, 1], [1, 1]]));
         const preview = (await s.preview({ diff: true })).stdout;

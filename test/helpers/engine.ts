@@ -75,7 +75,7 @@ export interface EngineStack {
   run(args: string[], opts?: CommandOptions): Promise<RunResult>;
   up(opts?: CommandOptions): Promise<RunResult>;
   preview(opts?: CommandOptions & { diff?: boolean }): Promise<RunResult>;
-  refresh(opts?: CommandOptions): Promise<RunResult>;
+  refresh(opts?: CommandOptions & { previewOnly?: boolean; diff?: boolean }): Promise<RunResult>;
   destroy(opts?: CommandOptions): Promise<RunResult>;
   setConfig(key: string, value: string, opts?: { secret?: boolean }): Promise<void>;
   /** A structured (object or list) config value, as `multiwan:site` is. */
@@ -191,7 +191,6 @@ export async function withStack<T>(opts: StackOptions, fn: (s: EngineStack) => P
     PULUMI_CONFIG_PASSPHRASE: "multiwan-engine-tests",
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-    PULUMI_SKIP_CONFIRMATIONS: "true",
     // Plain, stable output for assertions.
     NO_COLOR: "1",
     PULUMI_DIY_BACKEND_NO_LEGACY_WARNING: "true",
@@ -227,7 +226,7 @@ export async function withStack<T>(opts: StackOptions, fn: (s: EngineStack) => P
     run,
     up: (o) => runProgram(["up", "--yes", "--skip-preview"], o),
     preview: (o) => runProgram(["preview", ...(o?.diff ? ["--diff"] : [])], o),
-    refresh: (o) => runProgram(["refresh", "--yes", "--skip-preview"], o),
+    refresh: (o) => runProgram(["refresh", ...(o?.previewOnly ? ["--preview-only"] : ["--yes", "--skip-preview"]), ...(o?.diff ? ["--diff"] : [])], o),
     destroy: (o) => runProgram(["destroy", "--yes", "--skip-preview"], o),
     async setConfig(key, value, o) {
       // "--" so a value such as "-----BEGIN OPENSSH PRIVATE KEY-----" is not read as a flag.

@@ -1,0 +1,63 @@
+// Drift on real netfilter: the probe run in the gateway's namespace, compared with the bundle.
+import { describe, expect, it } from "vitest";
+import { compareProbe, probeCommand } from "../../components/drift";
+import { planGateway } from "../../components/plan";
+import { parseSite } from "../../components/config";
+import { withLab, type Lab } from "../lab/lab";
+import { deploy, labSite } from "./deploy";
+import { healthState, waitFor } from "./health";
+
+const FAST = { interval: 0.1, timeout: 0.25, down: 3, up: 10 };
+
+async function driftOf(lab: Lab, site: ReturnType<typeof labSite>, files: Record<string, string>) {
+  const plan = planGateway(parseSite(site).gateways[0]);
+  const probe = { files, installDir: plan.installDir, root: plan.root };
+  const out = await lab.sh(lab.ns.gw, probeCommand(probe), { check: true });
+  return compareProbe(probe, out.stdout);
+}
+
+describe("drift against a real gateway", () => {
+  it("reports nothing after an apply, and each hand-made change by name", async () => {
+    await withLab({ links: 2 }, async (lab) => {
+      const site = labSite(lab, { weights: [3, 1], health: FAST });
+      const files = await deploy(lab, site, { daemon: true });
+      await waitFor("the daemon's first state", () => healthState(lab) !== undefined, 5000);
+      expect(await driftOf(lab, site, files)).toEqual({ status: "in-sync", drift: [], variant: "isp1+isp2" });
+
+      const cases: [string, string, RegExp][] = [
+        ["delete a rule", "iptables -t mangle -D MWAN-PRE -i wan2 -m conntrack --ctstate NEW -j MARK --set-xmark 0x200/0xff00",
+          /^missing iptables mangle MWAN-PRE: -A MWAN-PRE -i wan2 -m conntrack --ctstate NEW -j MARK --set-xmark 0x200\/0xff00$/],
+        ["add a rule", "iptables -t nat -A MWAN-POST -s 198.18.9.0/24 -o wan1 -j MASQUERADE",
+          /^extra iptables nat MWAN-POST: -A MWAN-POST -s 198.18.9.0\/24 -o wan1 -j MASQUERADE$/],
+        ["delete an ip rule", "ip rule del pref 1201",
+          /^missing ip rule: 1201: from all fwmark 0x200\/0xff00 lookup 102$/],
+        ["remove the rt_tables line", `sed -i '/mwan_isp2/d' ${lab.root}/etc/iproute2/rt_tables.d/multiwan.conf`,
+          /^missing rt_tables: 102\tmwan_isp2$/],
+        ["unhook", "iptables -t mangle -D PREROUTING -j MWAN-PRE",
+          /^missing iptables mangle PREROUTING \(hooks\): -A PREROUTING -j MWAN-PRE$/],
+        ["edit inside the balancing chain", "iptables -t mangle -R MWAN-BALANCE 3 -m statistic --mode nth --every 4 --packet 2 -j MARK --set-xmark 0x100/0xff00",
+          /^(missing|extra) iptables mangle MWAN-BALANCE: /],
+        ["stop the daemon", `kill $(cat ${lab.root}/run/multiwan/health.pid)`,
+          /^stopped health daemon: multiwan-health is inactive$/],
+      ];
+      for (const [what, change, expected] of cases) {
+        await lab.sh(lab.ns.gw, change, { check: true });
+        const report = await driftOf(lab, site, files);
+        expect(report.status, what).toBe("drifted");
+        expect(report.drift.some((d) => expected.test(d)), `${what}: ${report.drift.join(" | ")}`).toBe(true);
+        await deploy(lab, site, { daemon: true }); // the repair a `pulumi up` does
+        expect((await driftOf(lab, site, files)).drift, `after repairing "${what}"`).toEqual([]);
+      }
+    });
+  }, 120_000);
+
+  it("accepts every variant the health daemon swaps in: a failover is not drift", async () => {
+    await withLab({ links: 2 }, async (lab) => {
+      const site = labSite(lab, { weights: [3, 1], health: FAST });
+      const files = await deploy(lab, site, { daemon: true });
+      await lab.breakUplink("isp1");
+      await waitFor("isp1 down", () => healthState(lab)?.variant === "isp2", 5000);
+      expect(await driftOf(lab, site, files)).toEqual({ status: "in-sync", drift: [], variant: "isp2" });
+    });
+  }, 60_000);
+});
