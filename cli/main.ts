@@ -5,6 +5,7 @@ import { writeBundle } from "../components/bundle-files";
 import { planGateway } from "../components/plan";
 import { bundleFingerprint, renderBundle } from "../components/render";
 import { loadSiteFile } from "../components/site-file";
+import { allStacks, driftExitCode, driftTable, fileTargets, probeAll, stackTargets, type DriftTarget } from "./drift";
 
 function gatewayOf(configFile: string, name: string) {
   const site = loadSiteFile(configFile);
@@ -16,7 +17,35 @@ function gatewayOf(configFile: string, name: string) {
   return gw;
 }
 
-export function program(): Command {
+interface DriftOptions {
+  stack: string[];
+  all?: boolean;
+  cwd: string;
+  config?: string;
+  key?: string;
+  gateway?: string;
+  json?: boolean;
+  parallel: string;
+}
+
+async function drift(opts: DriftOptions): Promise<number> {
+  let targets: DriftTarget[];
+  if (opts.config) {
+    if (!opts.key) throw new Error("--config needs --key FILE (the SSH private key)");
+    targets = fileTargets(opts.config, opts.key);
+  } else {
+    const stacks = opts.all ? await allStacks(opts.cwd) : opts.stack;
+    if (!stacks.length) throw new Error("say which gateways: --stack NAME (repeatable), --all, or --config FILE --key FILE");
+    targets = (await Promise.all(stacks.map((s) => stackTargets(s, opts.cwd)))).flat();
+  }
+  if (opts.gateway) targets = targets.filter((t) => t.gateway === opts.gateway);
+  targets.sort((a, b) => `${a.stack ?? ""} ${a.gateway}`.localeCompare(`${b.stack ?? ""} ${b.gateway}`));
+  const rows = await probeAll(targets, Math.max(1, Number(opts.parallel) || 1));
+  console.log(opts.json ? JSON.stringify(rows, null, 2) : driftTable(rows));
+  return driftExitCode(rows);
+}
+
+export function program(setExitCode: (code: number) => void = () => {}): Command {
   const cli = new Command("multiwan")
     .description("Weighted, connection-sticky multi-uplink load balancing with failover for Linux gateways")
     .exitOverride()
@@ -46,13 +75,27 @@ export function program(): Command {
       }
     });
 
+  cli
+    .command("drift")
+    .description("compare each gateway's live rules, routes, tables, files and daemon with what was pushed (exit 0 in sync, 2 drift, 1 unreachable or error)")
+    .option("--stack <name>", "a stack of the Pulumi project in --cwd (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--all", "every stack of the project")
+    .option("--cwd <dir>", "the Pulumi project directory", ".")
+    .option("--config <file>", "instead of stacks: a site file (what `render` would push)")
+    .option("--key <file>", "with --config: the SSH private key file")
+    .option("--gateway <name>", "only this gateway")
+    .option("--json", "machine-readable output")
+    .option("--parallel <n>", "SSH sessions at once", "20")
+    .action(async (opts: DriftOptions) => setExitCode(await drift(opts)));
+
   return cli;
 }
 
 export async function main(argv: string[]): Promise<number> {
+  let code = 0;
   try {
-    await program().parseAsync(argv, { from: "user" });
-    return 0;
+    await program((c) => (code = c)).parseAsync(argv, { from: "user" });
+    return code;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 1;
     console.error(e instanceof ConfigError ? e.message : `multiwan: ${(e as Error).message}`);

@@ -1,6 +1,7 @@
 // The product's main path with the real Pulumi engine: `pulumi up` pushes the bundle over SSH to
 // two gateways (namespaces running a real sshd), preview --diff shows rule lines, a config that
 // cuts the management path rolls itself back, destroy leaves the gateways as they were.
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -35,6 +36,12 @@ async function shares(g: ManagedGateway) {
   return g.lab.shares(results);
 }
 
+/** `multiwan drift` over the stack's state, as a user runs it in the project directory. */
+function driftCli(s: EngineStack, ...args: string[]) {
+  const r = spawnSync(process.execPath, [join(REPO, "bin", "multiwan.js"), "drift", "--cwd", s.workDir, ...args], { env: s.env, encoding: "utf8", timeout: 120_000 });
+  return { code: r.status, out: r.stdout + r.stderr };
+}
+
 async function upAndCheck(s: EngineStack) {
   const r = await s.up();
   expect(r.code).toBe(0);
@@ -60,11 +67,19 @@ describe("pulumi up / preview / destroy through the Gateway component", () => {
 
         // Drift: a refresh of the untouched gateways finds nothing; a hand edit on gw1 is found,
         // named, and the next `pulumi up` repairs it.
+        const inSync = driftCli(s, "--stack", "site1", "--json");
+        expect(inSync.code, inSync.out).toBe(0);
+        expect(JSON.parse(inSync.out).map((r: { gateway: string; status: string }) => `${r.gateway} ${r.status}`)).toEqual(["gw1 in-sync", "gw2 in-sync"]);
         const clean = await s.refresh({ previewOnly: true, diff: true });
         expect(clean.stdout).not.toContain("missing");
         expect(clean.stdout).not.toMatch(/~ .*-push/);
         const deployed = await gatewayState(gws[0].lab);
         await gws[0].lab.sh(gws[0].lab.ns.gw, "iptables -t mangle -D MWAN-PRE -i wan2 -m conntrack --ctstate NEW -j MARK --set-xmark 0x200/0xff00 && ip rule del pref 1201", { check: true });
+        const cli = driftCli(s, "--all");
+        expect(cli.code, cli.out).toBe(2);
+        expect(cli.out).toMatch(/^site1\s+gw1\s+drifted\s+2$/m);
+        expect(cli.out).toMatch(/^site1\s+gw2\s+in-sync$/m);
+        expect(cli.out).toContain("gw1: missing ip rule: 1201: from all fwmark 0x200/0xff00 lookup 102");
         const drifted = await s.refresh({ previewOnly: true, diff: true });
         expect(drifted.stdout).toContain("gw1-push");
         expect(drifted.stdout).toContain("drifted: missing iptables mangle MWAN-PRE: -A MWAN-PRE -i wan2 -m conntrack --ctstate NEW -j MARK --set-xmark 0x200/0xff00");

@@ -1,0 +1,97 @@
+// `multiwan drift`: probe every gateway of one stack, all stacks, or a site file, in parallel, and
+// compare each with what was pushed (stacks: the bundle in the stack's state) or would be (file).
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { promisify } from "node:util";
+import type { DriftReport, GatewayProbe } from "../components/drift";
+import { planGateway } from "../components/plan";
+import { probeGateway } from "../components/probe";
+import type { SshTarget } from "../components/remote";
+import { renderBundle } from "../components/render";
+import { loadSiteFile } from "../components/site-file";
+
+const run = promisify(execFile);
+
+export interface DriftTarget {
+  stack?: string;
+  gateway: string;
+  target: SshTarget;
+  probe: GatewayProbe;
+}
+
+export interface DriftRow extends DriftReport {
+  stack?: string;
+  gateway: string;
+}
+
+const pulumi = async (args: string[], cwd: string) =>
+  (await run("pulumi", [...args, "--non-interactive"], { cwd, maxBuffer: 256 << 20, timeout: 120_000 })).stdout;
+
+export async function allStacks(cwd: string): Promise<string[]> {
+  return (JSON.parse(await pulumi(["stack", "ls", "--json"], cwd)) as { name: string }[]).map((s) => s.name);
+}
+
+/** A value of `stack export --show-secrets`: secrets stay wrapped, their plaintext JSON-encoded. */
+function plain(value: unknown): any {
+  const wrapped = value as { plaintext?: string } | null;
+  return wrapped && typeof wrapped === "object" && typeof wrapped.plaintext === "string" ? JSON.parse(wrapped.plaintext) : value;
+}
+
+/** The gateways of a stack as last pushed: the push resources' outputs in the stack's state. */
+export async function stackTargets(stack: string, cwd: string): Promise<DriftTarget[]> {
+  const state = JSON.parse(await pulumi(["stack", "export", "--show-secrets", "--stack", stack], cwd));
+  const resources: { type: string; outputs?: Record<string, any> }[] = state.deployment?.resources ?? [];
+  return resources
+    .filter((r) => r.type === "pulumi-nodejs:dynamic:Resource" && r.outputs?.installDir && r.outputs?.files)
+    .map(({ outputs: o }) => ({
+      stack,
+      gateway: o!.gateway,
+      target: { ...o!.target, privateKey: plain(o!.privateKey) },
+      probe: { files: o!.files, installDir: o!.installDir, root: o!.root },
+    }));
+}
+
+/** The gateways of a site file, as `render` would produce them, reached with the key in `keyFile`. */
+export function fileTargets(configFile: string, keyFile: string): DriftTarget[] {
+  const privateKey = readFileSync(keyFile, "utf8");
+  return loadSiteFile(configFile).gateways.map((gw) => {
+    const plan = planGateway(gw);
+    const c = gw.connection;
+    return {
+      gateway: gw.name,
+      target: { host: c.host, port: c.port, user: c.user, privateKey, ...(c.insecureSkipHostKeyCheck ? {} : { hostKey: c.hostKey }) },
+      probe: { files: renderBundle(plan), installDir: plan.installDir, root: plan.root },
+    };
+  });
+}
+
+/** Probe with at most `parallel` SSH sessions at once. */
+export async function probeAll(targets: DriftTarget[], parallel: number): Promise<DriftRow[]> {
+  const rows: DriftRow[] = new Array(targets.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < targets.length) {
+      const i = next++;
+      const t = targets[i];
+      rows[i] = { ...(t.stack ? { stack: t.stack } : {}), gateway: t.gateway, ...(await probeGateway(t.target, t.probe)) };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, targets.length) }, worker));
+  return rows;
+}
+
+export function driftTable(rows: DriftRow[]): string {
+  const withStack = rows.some((r) => r.stack);
+  const head = [...(withStack ? ["STACK"] : []), "GATEWAY", "STATUS", "CHANGES"];
+  const cells = rows.map((r) => [...(withStack ? [r.stack ?? ""] : []), r.gateway, r.status, r.status === "in-sync" ? "" : String(r.drift.length)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i])).join("  ").trimEnd();
+  const details = rows.flatMap((r) => r.drift.map((d) => `  ${r.gateway}: ${d}`));
+  return [line(head), ...cells.map(line), ...(details.length ? ["", ...details] : [])].join("\n");
+}
+
+/** 1 when a gateway could not be checked, else 2 when any drifted, else 0. */
+export function driftExitCode(rows: DriftRow[]): number {
+  if (rows.some((r) => r.status === "unreachable")) return 1;
+  return rows.some((r) => r.status === "drifted") ? 2 : 0;
+}
