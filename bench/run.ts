@@ -3,13 +3,18 @@
 //      comparison, the seed recipe's mark-guarded nth rules on the same lab);
 //   2. a failover timeline: uplink 1 breaks upstream, then comes back, under 20 new connections/s
 //      (printed per second and drawn as docs/failover-timeline.svg);
-//   3. time to validate, plan and render the bundles of 1000 gateways.
+//   3. `multiwan drift` over 20 SSH-managed namespace gateways (target: under 5 s);
+//   4. time to validate, plan and render the bundles of 1000 gateways.
 import { parseSite } from "../components/config";
 import { planGateway } from "../components/plan";
 import { renderBundle } from "../components/render";
 import { withLab, type Lab } from "../test/lab/lab";
-import { writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { stringify } from "yaml";
+import { withManagedGateways } from "../test/e2e/managed-lab";
 import { deploy, labSite, unmarkedConnections } from "../test/net/deploy";
 import { timeline, timelineSvg, timelineTable } from "./timeline";
 
@@ -86,6 +91,31 @@ async function failoverTimeline() {
   });
 }
 
+async function driftFleet(count: number) {
+  await withManagedGateways(Array(count).fill("port"), async (gws, key) => {
+    const scratch = mkdtempSync(join(tmpdir(), "mwt-bench-"));
+    try {
+      const gateways = [];
+      for (const [i, g] of gws.entries()) {
+        const site = labSite(g.lab, { weights: [3, 1] });
+        Object.assign(site.gateways[0], { name: `gw${i + 1}`, connection: { host: g.address, hostKey: g.sshd.hostKey } });
+        await deploy(g.lab, site, { daemon: true });
+        gateways.push(site.gateways[0]);
+      }
+      writeFileSync(join(scratch, "site.yaml"), stringify({ gateways }));
+      writeFileSync(join(scratch, "key"), key.privateKey, { mode: 0o600 });
+      const start = performance.now();
+      const r = spawnSync(process.execPath, [join(__dirname, "..", "bin", "multiwan.js"), "drift", "--config", join(scratch, "site.yaml"), "--key", join(scratch, "key"), "--json"], { encoding: "utf8" });
+      const ms = performance.now() - start;
+      const rows: { status: string }[] = JSON.parse(r.stdout);
+      const inSync = rows.filter((row) => row.status === "in-sync").length;
+      console.log(`\ndrift: multiwan drift over ${count} namespace gateways (SSH, 20 at once): ${(ms / 1000).toFixed(2)} s wall, exit ${r.status}, ${inSync}/${rows.length} in sync`);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+}
+
 function renderFleet(gateways: number) {
   const site = {
     gateways: Array.from({ length: gateways }, (_, i) => ({
@@ -109,24 +139,38 @@ function renderFleet(gateways: number) {
   console.log(`\nrender: ${gateways} gateways (3 links each), ${files} files in ${ms.toFixed(0)} ms (${(ms / gateways).toFixed(2)} ms per gateway)`);
 }
 
+const SECTIONS: Record<string, () => Promise<void> | void> = {
+  async shares() {
+    await withLab({ links: 2 }, async (lab) => {
+      await deploy(lab, labSite(lab, { weights: [3, 1] }));
+      await measure(lab, "multiwan, 2 links 3:1", [3, 1]);
+    });
+    await withLab({ links: 3 }, async (lab) => {
+      await deploy(lab, labSite(lab, { weights: [5, 3, 2] }));
+      await measure(lab, "multiwan, 3 links 5:3:2", [5, 3, 2]);
+    });
+  },
+  async seed() {
+    for (const lanRoutes of [false, true]) {
+      await withLab({ links: 2 }, async (lab) => {
+        await applySeedRecipe(lab, lanRoutes);
+        await measure(lab, `seed recipe${lanRoutes ? " + LAN routes in its tables" : " as written"}, 2 links 3:1`, [3, 1], 0xffffffff);
+      });
+    }
+  },
+  failover: failoverTimeline,
+  drift: () => driftFleet(20),
+  render: () => renderFleet(1000),
+};
+
+/** `npm run bench` runs every section; `npm run bench -- drift failover` only those. */
 async function main() {
   if (process.getuid?.() !== 0) throw new Error("npm run bench needs root: it builds network namespaces");
-  await withLab({ links: 2 }, async (lab) => {
-    await deploy(lab, labSite(lab, { weights: [3, 1] }));
-    await measure(lab, "multiwan, 2 links 3:1", [3, 1]);
-  });
-  await withLab({ links: 3 }, async (lab) => {
-    await deploy(lab, labSite(lab, { weights: [5, 3, 2] }));
-    await measure(lab, "multiwan, 3 links 5:3:2", [5, 3, 2]);
-  });
-  for (const lanRoutes of [false, true]) {
-    await withLab({ links: 2 }, async (lab) => {
-      await applySeedRecipe(lab, lanRoutes);
-      await measure(lab, `seed recipe${lanRoutes ? " + LAN routes in its tables" : " as written"}, 2 links 3:1`, [3, 1], 0xffffffff);
-    });
+  const wanted = process.argv.slice(2);
+  for (const name of wanted.length ? wanted : Object.keys(SECTIONS)) {
+    if (!SECTIONS[name]) throw new Error(`unknown section ${name} (${Object.keys(SECTIONS).join(", ")})`);
+    await SECTIONS[name]();
   }
-  await failoverTimeline();
-  renderFleet(1000);
 }
 
 main().catch((e) => {
