@@ -1,7 +1,6 @@
 // Drift: what multiwan owns on a gateway, observed over SSH, against what its bundle says. The
 // expectation comes from the bundle's own files (what was pushed), so a probe needs nothing else;
 // every balancing variant the health daemon may have swapped in counts as in sync.
-import { createHash } from "node:crypto";
 import type { Bundle } from "./render";
 
 export interface GatewayProbe {
@@ -98,7 +97,9 @@ function listDiff(area: string, want: string[], have: string[], out: string[]): 
   if (!missing.length && !extra.length && want.join("\n") !== have.join("\n")) out.push(`reordered ${area}`);
 }
 
-const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+// Required inside the function: this module is serialized into the push provider's closure, and
+// Pulumi's closure serializer cannot capture a module namespace under every loader (vitest's hangs).
+const sha256 = (text: string): string => require("node:crypto").createHash("sha256").update(text).digest("hex");
 
 export function compareProbe(p: GatewayProbe, output: string): DriftReport {
   const live = parseProbe(output);

@@ -2,13 +2,14 @@
 // does on a real gateway is tested end to end in test/e2e with the real engine.)
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
+import { Gateway } from "../../components/gateway";
 import { planGateway } from "../../components/plan";
 import { bundleFingerprint, renderBundle } from "../../components/render";
 import { gateway } from "./fixtures";
 
 const created: pulumi.runtime.MockResourceArgs[] = [];
 
-// Mocks must be in place before the first resource is constructed.
+// Mocks must be in place before the first resource is constructed (importing constructs none).
 pulumi.runtime.setMocks(
     {
       newResource: (args) => {
@@ -25,8 +26,7 @@ pulumi.runtime.setMocks(
 const unwrap = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply(resolve));
 const isSecret = (o: pulumi.Output<unknown>) => (o as unknown as { isSecret: Promise<boolean> }).isSecret;
 
-describe("Gateway component", async () => {
-  const { Gateway } = await import("../../components/gateway");
+describe("Gateway component", () => {
   const config = gateway();
   const gw = new Gateway("site-gw1", { config, privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n" });
 
