@@ -8,15 +8,15 @@
 import { parseSite } from "../components/config";
 import { planGateway } from "../components/plan";
 import { renderBundle } from "../components/render";
-import { withLab, type Lab } from "../test/lab/lab";
+import { withLab, type Lab } from "../lab/lab";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { withManagedGateways } from "../test/e2e/managed-lab";
+import { withManagedGateways } from "../lab/managed";
 import { deploy, labSite, unmarkedConnections } from "../test/net/deploy";
-import { timeline, timelineSvg, timelineTable } from "./timeline";
+import { timeline, timelineSvg, timelineTable } from "../lab/timeline";
 
 const CONNECTIONS = 2000;
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { REPO, withStack, type EngineStack } from "../helpers/engine";
 import { gatewayState } from "../net/deploy";
-import { withManagedGateways, type ManagedGateway } from "./managed-lab";
+import { withManagedGateways, type ManagedGateway } from "../../lab/managed";
 
 function gatewayConfig(g: ManagedGateway, name: string, weights: number[]) {
   return {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { deploy, labSite } from "../net/deploy";
-import { withManagedGateways } from "./managed-lab";
+import { withManagedGateways } from "../../lab/managed";
 
 const BIN = join(__dirname, "..", "..", "bin", "multiwan.js");
 

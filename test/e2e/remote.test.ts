@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { ConnectError, runRemote } from "../../components/remote";
 import { createVethNamespace } from "../helpers/netns";
-import { startSshd } from "../helpers/sshd";
+import { startSshd } from "../../lab/sshd";
 
 describe("runRemote", () => {
   it("runs in the gateway's namespace with the pinned host key, and refuses any other", async () => {

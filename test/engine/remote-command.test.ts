@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { readFile } from "node:fs/promises";
 import { toolchain, TOOLS_BIN, withStack } from "../helpers/engine";
 import { createVethNamespace } from "../helpers/netns";
-import { startSshd } from "../helpers/sshd";
+import { startSshd } from "../../lab/sshd";
 
 const PROGRAM = join(__dirname, "fixtures/remote-command");
 

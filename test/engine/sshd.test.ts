@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { createVethNamespace } from "../helpers/netns";
-import { startSshd } from "../helpers/sshd";
+import { startSshd } from "../../lab/sshd";
 
 const run = promisify(execFile);
 

@@ -2,9 +2,9 @@
 // that the lab fails what the internet would fail and passes what it would pass.
 import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { isRunning, run } from "./exec";
-import { withLab, type Lab } from "./lab";
-import { ipBatches, MAX_LINKS, planTopology, vethLines } from "./topology";
+import { isRunning, run } from "../../lab/exec";
+import { withLab, type Lab } from "../../lab/lab";
+import { ipBatches, MAX_LINKS, planTopology, vethLines } from "../../lab/topology";
 
 const gw = (lab: Lab, ...argv: string[]) => lab.exec("gw", argv, { check: true });
 const enableForwarding = (lab: Lab) => gw(lab, "sysctl", "-qw", "net.ipv4.ip_forward=1");

@@ -1,6 +1,6 @@
 // apply.sh on a real gateway: idempotent, atomic, kind to the host's own rules and to live traffic.
 import { describe, expect, it } from "vitest";
-import { withLab } from "../lab/lab";
+import { withLab } from "../../lab/lab";
 import { deploy, gatewayState, labSite, renderLabBundle, runApply } from "./deploy";
 
 describe("apply.sh", () => {

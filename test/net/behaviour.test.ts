@@ -1,6 +1,6 @@
 // What users are promised besides the split: sticky flows, exclusions, port selection, inbound.
 import { describe, expect, it } from "vitest";
-import { withLab } from "../lab/lab";
+import { withLab } from "../../lab/lab";
 import { deploy, labSite } from "./deploy";
 
 describe("on a real gateway", () => {

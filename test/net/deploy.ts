@@ -7,7 +7,7 @@ import { writeBundle } from "../../components/bundle-files";
 import { parseSite } from "../../components/config";
 import { planGateway } from "../../components/plan";
 import { renderBundle, type Bundle } from "../../components/render";
-import type { Lab } from "../lab/lab";
+import type { Lab } from "../../lab/lab";
 
 export interface LabSiteOptions {
   weights?: number[];

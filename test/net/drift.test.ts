@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { compareProbe, probeCommand } from "../../components/drift";
 import { planGateway } from "../../components/plan";
 import { parseSite } from "../../components/config";
-import { withLab, type Lab } from "../lab/lab";
+import { withLab, type Lab } from "../../lab/lab";
 import { deploy, labSite } from "./deploy";
 import { healthState, waitFor } from "./health";
 

@@ -2,7 +2,7 @@
 // opens about 20 new connections per second.
 import { existsSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { withLab, type ConnectionResult, type Lab } from "../lab/lab";
+import { withLab, type ConnectionResult, type Lab } from "../../lab/lab";
 import { deploy, labSite, runApply, renderLabBundle } from "./deploy";
 import { healthLog, healthState, waitFor } from "./health";
 

@@ -1,7 +1,7 @@
 // Reading what the health daemon reports on a lab gateway.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Lab } from "../lab/lab";
+import type { Lab } from "../../lab/lab";
 
 export interface HealthState {
   gateway: string;

@@ -1,6 +1,6 @@
 // Real connections through real netfilter: each link's share of new connections is its weight's.
 import { describe, expect, it } from "vitest";
-import { withLab } from "../lab/lab";
+import { withLab } from "../../lab/lab";
 import { deploy, labSite, unmarkedConnections } from "./deploy";
 
 const CONNECTIONS = 2000;

@@ -4,8 +4,8 @@ import { execFileSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createLab, type Lab } from "../lab/lab";
-import { clientKey, startSshd, type ClientKey, type Sshd } from "../helpers/sshd";
+import { createLab, type Lab } from "./lab";
+import { clientKey, startSshd, type ClientKey, type Sshd } from "./sshd";
 
 export interface ManagedGateway {
   lab: Lab;

@@ -54,7 +54,7 @@ export async function startSshd(opts: {
   client?: ClientKey;
 }): Promise<Sshd> {
   const { netns, address, port = 22, user = "root", startTimeoutMs = 10_000 } = opts;
-  if (!netns.startsWith("mwt-")) throw new Error(`refusing namespace ${netns}: not one of ours`);
+  if (!/^mw[tl]-/.test(netns)) throw new Error(`refusing namespace ${netns}: not one of ours`);
   const dir = await mkdtemp(join(tmpdir(), "mwt-eng-sshd-"));
   try {
     await keygen(join(dir, "host_ed25519"), "");

@@ -1,4 +1,4 @@
-// Lab timings, for planning test budgets: `npx tsx test/lab/measure.ts [rounds]`.
+// Lab timings, for planning test budgets: `npx tsx lab/measure.ts [rounds]`.
 // Measures creating + destroying a 3-link lab, and 2000 LAN connections through MASQUERADE on wan1.
 import { createLab } from "./lab";
 

@@ -73,7 +73,7 @@ export interface Topology {
   lan: LanInfo;
 }
 
-const PREFIX_RE = /^mwt-[a-z0-9][a-z0-9-]{0,15}$/;
+const PREFIX_RE = /^mw[tl]-[a-z0-9][a-z0-9-]{0,15}$/;
 
 export function planTopology(prefix: string, linkCount: number, lanIndex: number): Topology {
   if (!PREFIX_RE.test(prefix)) throw new Error(`lab prefix must match ${PREFIX_RE}, got ${JSON.stringify(prefix)}`);

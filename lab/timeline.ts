@@ -1,6 +1,6 @@
 // A failover timeline: new connections per second of the run, by link, and failures; as a text
 // table and as an SVG bar chart for docs/.
-import type { ConnectionResult } from "../test/lab/lab";
+import type { ConnectionResult } from "./lab";
 
 export interface Second {
   second: number;

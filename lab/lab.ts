@@ -37,7 +37,7 @@ export type * from "./traffic";
 export interface LabOptions {
   /** Uplinks, 1..4. Default 2. */
   links?: number;
-  /** Must start with "mwt-". Default: "mwt-" + 6 random characters. */
+  /** Must start with "mwt-" (tests) or "mwl-" (`multiwan lab`). Default: "mwt-" + 6 random characters. */
   prefix?: string;
   /** The LAN is 198.18.<lanIndex>.0/24. Default 1. */
   lanIndex?: number;
