@@ -5,6 +5,9 @@ import { writeBundle } from "../components/bundle-files";
 import { planGateway } from "../components/plan";
 import { bundleFingerprint, renderBundle } from "../components/render";
 import { loadSiteFile } from "../components/site-file";
+import { fleetExitCode, fleetTable, fleetWorker, runFleet, type FleetOp } from "./fleet";
+import { progress } from "./progress";
+import { stackNames, usePulumiToolchain } from "./workspace";
 import { allStacks, driftExitCode, driftTable, fileTargets, probeAll, stackTargets, type DriftTarget } from "./drift";
 
 function gatewayOf(configFile: string, name: string) {
@@ -43,6 +46,24 @@ async function drift(opts: DriftOptions): Promise<number> {
   const rows = await probeAll(targets, Math.max(1, Number(opts.parallel) || 1));
   console.log(opts.json ? JSON.stringify(rows, null, 2) : driftTable(rows));
   return driftExitCode(rows);
+}
+
+interface FleetCliOptions {
+  cwd: string;
+  stacks: string;
+  parallel: string;
+  diff?: boolean;
+}
+
+async function fleet(op: FleetOp, opts: FleetCliOptions): Promise<number> {
+  const stacks = await stackNames(opts.cwd, opts.stacks);
+  if (!stacks.length) throw new Error(`no stack of the project in ${opts.cwd} matches "${opts.stacks}"`);
+  const parallel = Math.max(1, Number(opts.parallel) || 1);
+  console.error(`multiwan fleet ${op}: ${stacks.length} stacks, ${Math.min(parallel, stacks.length)} at a time`);
+  const rows = await runFleet(op, stacks, { cwd: opts.cwd, parallel, diff: opts.diff, progress: progress(stacks) });
+  for (const r of rows.filter((r) => r.diff)) console.log(`\n=== ${r.stack}\n${r.diff!.trimEnd()}`);
+  console.log(`\n${fleetTable(rows)}`);
+  return fleetExitCode(rows);
 }
 
 export function program(setExitCode: (code: number) => void = () => {}): Command {
@@ -88,11 +109,36 @@ export function program(setExitCode: (code: number) => void = () => {}): Command
     .option("--parallel <n>", "SSH sessions at once", "20")
     .action(async (opts: DriftOptions) => setExitCode(await drift(opts)));
 
+  const fleetCli = cli
+    .command("fleet")
+    .description("one operation over every site stack of the project (or --stacks GLOB), in parallel; a failing stack does not stop the others (exit 1 if any failed, 2 if any drifted)");
+  const fleetOps: [FleetOp, string][] = [
+    ["preview", "what `pulumi up` would change on each stack"],
+    ["up", "deploy each stack (confirm-or-rollback on every gateway)"],
+    ["drift", "compare each stack's gateways with what was pushed"],
+  ];
+  for (const [op, description] of fleetOps) {
+    const sub = fleetCli
+      .command(op)
+      .description(description)
+      .option("--cwd <dir>", "the Pulumi project directory", ".")
+      .option("--stacks <glob>", "only stacks whose name matches (*, ?, [abc])", "*")
+      .option("--parallel <n>", "stacks at once", "4");
+    if (op !== "drift") sub.option("--diff", "print each stack's rule diff");
+    sub.action(async (opts: FleetCliOptions) => setExitCode(await fleet(op, opts)));
+  }
+  cli
+    .command("fleet-worker <op> <stack>", { hidden: true })
+    .option("--cwd <dir>", "", ".")
+    .option("--diff")
+    .action((op: FleetOp, stack: string, opts: { cwd: string; diff?: boolean }) => fleetWorker(op, stack, opts));
+
   return cli;
 }
 
 export async function main(argv: string[]): Promise<number> {
   let code = 0;
+  usePulumiToolchain();
   try {
     await program((c) => (code = c)).parseAsync(argv, { from: "user" });
     return code;

@@ -1,0 +1,164 @@
+// `multiwan fleet preview|up|drift`: one operation over many site stacks, a bounded number at a
+// time. Each stack runs in a worker process of its own (`multiwan fleet-worker`), which drives the
+// Automation API for that one stack: Pulumi's in-process language server reports an unhandled
+// error to every program running in the process, so stacks sharing one would fail each other.
+// A failure is recorded in its row and the others go on.
+import type { EngineEvent, OpMap } from "@pulumi/pulumi/automation";
+import { spawn } from "node:child_process";
+import { writeSync } from "node:fs";
+import { join } from "node:path";
+import { probeAll, stackTargets } from "./drift";
+import { mapLimit } from "./pool";
+import type { Progress } from "./progress";
+import { selectStack } from "./workspace";
+
+export type FleetOp = "preview" | "up" | "drift";
+const GATEWAY_TYPE = "multiwan:index:Gateway";
+
+export interface FleetRow {
+  stack: string;
+  /** Gateways in the stack (null: unknown, the program did not get that far). */
+  gateways: number | null;
+  changes: string;
+  seconds: number;
+  result: "ok" | "drifted" | "failed";
+  /** Why it failed, as the engine or the gateway said it. */
+  error?: string;
+  /** With --diff: the engine's per-resource diff. */
+  diff?: string;
+}
+
+export interface StackOptions {
+  cwd: string;
+  diff?: boolean;
+}
+
+export interface FleetOptions extends StackOptions {
+  parallel: number;
+  progress: Progress;
+}
+
+type Outcome = Omit<FleetRow, "stack" | "seconds">;
+type Report = (text: string) => void;
+
+const opSummary = (ops: OpMap | undefined) =>
+  Object.entries(ops ?? {})
+    .filter(([op, n]) => op !== "same" && n)
+    .map(([op, n]) => `${n} ${op}`)
+    .join(", ") || "no changes";
+
+/**
+ * The engine's words for a failure: its error diagnostics, most specific (per resource) first,
+ * else the `error:` lines of the CLI's output.
+ */
+function failure(diagnostics: { urn?: string; message: string }[], thrown: unknown): string {
+  const message = thrown instanceof Error ? thrown.message : String(thrown);
+  const fromCli = message.split("\n").filter((l) => l.startsWith("error: ")).map((l) => l.slice(7));
+  const ordered = [...diagnostics.filter((d) => d.urn), ...diagnostics.filter((d) => !d.urn)].map((d) => d.message.trim());
+  const text = ordered.find(Boolean) ?? (fromCli.length ? [...new Set(fromCli)].join("\n") : message);
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/\x1b\[[0-9;]*m/g, "").split("\n").filter((l) => l.trim()).slice(0, 12).join("\n");
+}
+
+async function engineOp(op: "preview" | "up", name: string, o: StackOptions, report: Report): Promise<Outcome> {
+  const gateways = new Set<string>();
+  const diagnostics: { urn?: string; message: string }[] = [];
+  const onEvent = (e: EngineEvent) => {
+    const m = e.resourcePreEvent?.metadata;
+    if (m) {
+      if (m.type === GATEWAY_TYPE) gateways.add(m.urn);
+      if (m.op !== "same") report(`${m.op} ${m.urn.split("::").pop()}`);
+    }
+    const d = e.diagnosticEvent;
+    if (d?.severity === "error") diagnostics.push({ urn: d.urn, message: d.message });
+  };
+  try {
+    const stack = await selectStack(o.cwd, name);
+    report(op === "up" ? "updating" : "previewing");
+    const opts = { onEvent, diff: o.diff, color: "never" as const };
+    const r = op === "up" ? await stack.up(opts) : await stack.preview(opts);
+    const changes = opSummary("summary" in r ? r.summary.resourceChanges : r.changeSummary);
+    return { gateways: gateways.size, changes, result: "ok", ...(o.diff ? { diff: r.stdout } : {}) };
+  } catch (e) {
+    return { gateways: gateways.size || null, changes: "", result: "failed", error: failure(diagnostics, e) };
+  }
+}
+
+/** Probe the stack's gateways against the bundles in its state (what `multiwan drift` does). */
+async function driftOp(name: string, o: StackOptions, report: Report): Promise<Outcome> {
+  try {
+    const targets = await stackTargets(name, o.cwd);
+    report(`probing ${targets.length} gateways`);
+    const rows = await probeAll(targets, 20);
+    const bad = rows.filter((r) => r.status !== "in-sync");
+    const lines = bad.map((r) => `${r.gateway} ${r.status}: ${r.drift.join("; ")}`).join("\n");
+    const unreachable = rows.some((r) => r.status === "unreachable");
+    return {
+      gateways: rows.length,
+      changes: bad.length ? bad.map((r) => `${r.gateway} ${r.status}`).join(", ") : "in sync",
+      result: unreachable ? "failed" : bad.length ? "drifted" : "ok",
+      ...(bad.length ? { error: lines } : {}),
+    };
+  } catch (e) {
+    return { gateways: null, changes: "", result: "failed", error: failure([], e) };
+  }
+}
+
+/** The worker's side: run `op` on one stack, reporting progress and the outcome as JSON lines on fd 3. */
+export async function fleetWorker(op: FleetOp, name: string, o: StackOptions): Promise<void> {
+  const send = (msg: object) => writeSync(3, `${JSON.stringify(msg)}\n`);
+  const report: Report = (text) => send({ progress: text });
+  send({ outcome: op === "drift" ? await driftOp(name, o, report) : await engineOp(op, name, o, report) });
+}
+
+const BIN = join(__dirname, "../bin/multiwan.js");
+
+/** The parent's side: one worker process for `name`; its crash is that stack's failure, nobody else's. */
+function runWorker(op: FleetOp, name: string, o: FleetOptions): Promise<Outcome> {
+  const args = [BIN, "fleet-worker", op, name, "--cwd", o.cwd, ...(o.diff ? ["--diff"] : [])];
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe", "pipe"] });
+  let stderr = "";
+  let outcome: Outcome | undefined;
+  let buf = "";
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-4000)));
+  (child.stdio[3] as NodeJS.ReadableStream).setEncoding("utf8").on("data", (d: string) => {
+    buf += d;
+    for (let i; (i = buf.indexOf("\n")) >= 0; buf = buf.slice(i + 1)) {
+      const msg = JSON.parse(buf.slice(0, i)) as { progress?: string; outcome?: Outcome };
+      if (msg.progress) o.progress(name, msg.progress);
+      if (msg.outcome) outcome = msg.outcome;
+    }
+  });
+  return new Promise((resolve) =>
+    child.on("close", (code, signal) =>
+      resolve(outcome ?? { gateways: null, changes: "", result: "failed", error: `worker exited ${signal ?? code}: ${stderr.trim() || "no output"}` }),
+    ),
+  );
+}
+
+export async function runFleet(op: FleetOp, stacks: string[], o: FleetOptions): Promise<FleetRow[]> {
+  return mapLimit(stacks, o.parallel, async (name) => {
+    const t0 = Date.now();
+    o.progress(name, "starting");
+    const row = { stack: name, ...(await runWorker(op, name, o)), seconds: (Date.now() - t0) / 1000 };
+    o.progress(name, `${row.result} in ${row.seconds.toFixed(1)} s${row.result === "ok" ? ` (${row.changes})` : ""}`);
+    return row;
+  });
+}
+
+export function fleetTable(rows: FleetRow[]): string {
+  const head = ["STACK", "GATEWAYS", "CHANGES", "DURATION", "RESULT"];
+  const cells = rows.map((r) => [r.stack, r.gateways === null ? "-" : String(r.gateways), r.changes || "-", `${r.seconds.toFixed(1)} s`, r.result]);
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i])).join("  ").trimEnd();
+  const failed = rows.filter((r) => r.error);
+  const details = failed.flatMap((r) => ["", `${r.stack} ${r.result}:`, ...r.error!.split("\n").map((l) => `  ${l}`)]);
+  const total = `${rows.length} stacks: ${rows.filter((r) => r.result === "ok").length} ok, ${rows.filter((r) => r.result === "drifted").length} drifted, ${rows.filter((r) => r.result === "failed").length} failed`;
+  return [line(head), ...cells.map(line), ...details, "", total].join("\n");
+}
+
+/** 1 when any stack failed, else 2 when any drifted, else 0 (as `multiwan drift`). */
+export function fleetExitCode(rows: FleetRow[]): number {
+  if (rows.some((r) => r.result === "failed")) return 1;
+  return rows.some((r) => r.result === "drifted") ? 2 : 0;
+}

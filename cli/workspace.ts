@@ -1,0 +1,57 @@
+// The Pulumi project a user runs `multiwan` in, through the Automation API. The program is the
+// package's own siteProgram run inline (in this process, one `pulumi` CLI process per operation):
+// it is what index.ts runs, and it needs no pulumi-language-nodejs plugin.
+import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
+import { execFileSync } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
+import { delimiter, join, resolve } from "node:path";
+import { stringify } from "yaml";
+import { siteProgram } from "../components/program";
+
+/** index.ts as an inline program: the same stack outputs. */
+const program = async () => ({ gateways: siteProgram() });
+
+const TOOLS_BIN = resolve(__dirname, "../.tools/pulumi/bin");
+
+/**
+ * The Go-built CLI of scripts/pulumi-toolchain.sh, when present, wins over any `pulumi` on PATH,
+ * for this process and every child (the CLI also finds pulumi-resource-pulumi-nodejs there).
+ */
+export function usePulumiToolchain(): void {
+  const path = process.env.PATH ?? "";
+  if (existsSync(join(TOOLS_BIN, "pulumi")) && !path.split(delimiter).includes(TOOLS_BIN)) {
+    process.env.PATH = [TOOLS_BIN, path].join(delimiter);
+  }
+  process.env.PULUMI_SKIP_UPDATE_CHECK ??= "true";
+  process.env.PULUMI_DIY_BACKEND_NO_LEGACY_WARNING ??= "true";
+}
+
+export async function workspace(cwd: string): Promise<LocalWorkspace> {
+  usePulumiToolchain();
+  return LocalWorkspace.create({ workDir: resolve(cwd), program });
+}
+
+/** The project's stack names, sorted, filtered by a glob (`*`, `?`) when given. */
+export async function stackNames(cwd: string, glob = "*"): Promise<string[]> {
+  const re = new RegExp(`^${glob.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
+  const names = (await (await workspace(cwd)).listStacks()).map((s) => s.name);
+  return names.filter((n) => re.test(n)).sort();
+}
+
+export async function selectStack(cwd: string, name: string): Promise<Stack> {
+  usePulumiToolchain();
+  return LocalWorkspace.selectStack({ stackName: name, projectName: "multiwan", program }, { workDir: resolve(cwd) });
+}
+
+/**
+ * A new site stack in the project at `cwd`: Pulumi.<name>.yaml with the site, then the SSH key as a
+ * secret, given on stdin so that it never appears in a command line.
+ */
+export function initSiteStack(cwd: string, name: string, site: unknown, privateKey: string, env = process.env): void {
+  usePulumiToolchain();
+  writeFileSync(join(cwd, `Pulumi.${name}.yaml`), stringify({ config: { "multiwan:site": site } }));
+  const pulumi = (args: string[], input?: string) =>
+    execFileSync("pulumi", [...args, "--non-interactive"], { cwd, env, input, stdio: ["pipe", "ignore", "pipe"], timeout: 60_000 });
+  pulumi(["stack", "init", name]);
+  pulumi(["config", "set", "--secret", "multiwan:sshPrivateKey", "--stack", name], privateKey);
+}

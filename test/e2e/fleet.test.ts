@@ -1,0 +1,100 @@
+// `multiwan fleet` over three site stacks of one project, each a namespace gateway behind a real
+// sshd, with the real engine: one stack's config is broken on purpose, the other two must still
+// be previewed and deployed, and the summary and exit code must say which one failed.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse, stringify } from "yaml";
+import { initSiteStack } from "../../cli/workspace";
+import { withManagedGateways, type ManagedGateway } from "../../lab/managed";
+import { REPO, toolchain } from "../helpers/engine";
+
+function site(g: ManagedGateway, weights: number[]) {
+  return {
+    gateways: [
+      {
+        name: "gw1",
+        connection: { host: g.address, hostKey: g.sshd.hostKey, rollbackAfter: 8 },
+        root: g.lab.root,
+        lan: { interfaces: [g.lab.lanInfo.interface], networks: [g.lab.lanInfo.network] },
+        links: g.lab.links.map((l, i) => ({
+          name: l.name,
+          interface: l.interface,
+          gateway: l.gateway,
+          address: `${l.address}/${l.prefixLength}`,
+          weight: weights[i],
+          check: { targets: [g.lab.serverAddresses.probe] },
+        })),
+      },
+    ],
+  };
+}
+
+describe("multiwan fleet", () => {
+  it("previews and deploys every stack it can, and names the one it cannot", async () => {
+    const { path } = toolchain([]);
+    await withManagedGateways(["port", "port", "port"], async (gws, key) => {
+      const dir = mkdtempSync(join(tmpdir(), "mwt-fleet-"));
+      const env = {
+        ...process.env,
+        PATH: path,
+        PULUMI_HOME: join(dir, ".home"),
+        PULUMI_BACKEND_URL: `file://${join(dir, ".state")}`,
+        PULUMI_CONFIG_PASSPHRASE: "multiwan-fleet-test",
+        PULUMI_DIY_BACKEND_NO_LEGACY_WARNING: "true",
+      };
+      try {
+        const project = parse(readFileSync(join(REPO, "Pulumi.yaml"), "utf8"));
+        writeFileSync(join(dir, "Pulumi.yaml"), stringify({ ...project, main: join(REPO, "index.ts") }));
+        mkdirSync(join(dir, ".state"));
+        initSiteStack(dir, "site-a", site(gws[0], [3, 1]), key.privateKey, env);
+        // Broken on purpose: a weight of 0 is refused with its field path.
+        initSiteStack(dir, "site-b", site(gws[1], [0, 1]), key.privateKey, env);
+        initSiteStack(dir, "site-c", site(gws[2], [1, 1]), key.privateKey, env);
+        const fleet = (...args: string[]) => {
+          const r = spawnSync(process.execPath, [join(REPO, "bin/multiwan.js"), "fleet", ...args, "--cwd", dir, "--parallel", "3"], { env, encoding: "utf8", timeout: 300_000 });
+          console.log(r.stdout + r.stderr);
+          return { code: r.status, out: r.stdout, err: r.stderr };
+        };
+        const row = (out: string, stack: string) => out.split("\n").find((l) => l.startsWith(`${stack} `))?.split(/\s{2,}/);
+
+        const preview = fleet("preview");
+        expect(preview.code).toBe(1);
+        expect(row(preview.out, "site-a")).toEqual(["site-a", "1", "3 create", expect.stringMatching(/s$/), "ok"]);
+        expect(row(preview.out, "site-c")).toEqual(["site-c", "1", "3 create", expect.stringMatching(/s$/), "ok"]);
+        expect(row(preview.out, "site-b")?.at(-1)).toBe("failed");
+        expect(preview.out).toMatch(/site-b failed:\n.*\n\s+gateways\[0\]\.links\[0\]\.weight: Too small/);
+        expect(preview.out).toContain("3 stacks: 2 ok, 0 drifted, 1 failed");
+        // Plain progress lines when not on a terminal, one per step.
+        expect(preview.err).toMatch(/^site-a\s+create gw1-push$/m);
+
+        const up = fleet("up");
+        expect(up.code).toBe(1);
+        expect(row(up.out, "site-a")?.slice(1, 3)).toEqual(["1", "3 create"]);
+        expect(row(up.out, "site-c")?.slice(1, 3)).toEqual(["1", "3 create"]);
+        expect(row(up.out, "site-b")?.at(-1)).toBe("failed");
+        // The two good sites balance; the broken one was left alone.
+        for (const [g, want] of [[gws[0], { isp1: 0.75, isp2: 0.25 }], [gws[2], { isp1: 0.5, isp2: 0.5 }]] as const) {
+          const results = await g.lab.openConnections(200);
+          expect(g.lab.shares(results)).toEqual(want);
+        }
+        expect((await gws[1].lab.sh("gw", "iptables-save -t mangle")).stdout).not.toContain("MWAN");
+
+        const again = fleet("preview", "--stacks", "site-[ac]");
+        expect(again.code).toBe(0);
+        expect(again.out).toMatch(/^site-a\s+1\s+no changes\s+.*ok$/m);
+
+        await gws[0].lab.sh("gw", "ip rule del pref 1201", { check: true });
+        const drift = fleet("drift", "--stacks", "site-[ac]");
+        expect(drift.code).toBe(2);
+        expect(drift.out).toMatch(/^site-a\s+1\s+gw1 drifted\s+.*drifted$/m);
+        expect(drift.out).toMatch(/^site-c\s+1\s+in sync\s+.*ok$/m);
+        expect(drift.out).toContain("missing ip rule: 1201");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+});
