@@ -9,6 +9,7 @@ import { probeGateway } from "../components/probe";
 import type { SshTarget } from "../components/remote";
 import { renderBundle } from "../components/render";
 import { loadSiteFile } from "../components/site-file";
+import { mapLimit } from "./pool";
 
 const run = promisify(execFile);
 
@@ -66,18 +67,8 @@ export function fileTargets(configFile: string, keyFile: string): DriftTarget[] 
 }
 
 /** Probe with at most `parallel` SSH sessions at once. */
-export async function probeAll(targets: DriftTarget[], parallel: number): Promise<DriftRow[]> {
-  const rows: DriftRow[] = new Array(targets.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < targets.length) {
-      const i = next++;
-      const t = targets[i];
-      rows[i] = { ...(t.stack ? { stack: t.stack } : {}), gateway: t.gateway, ...(await probeGateway(t.target, t.probe)) };
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(parallel, targets.length) }, worker));
-  return rows;
+export function probeAll(targets: DriftTarget[], parallel: number): Promise<DriftRow[]> {
+  return mapLimit(targets, parallel, async (t) => ({ ...(t.stack ? { stack: t.stack } : {}), gateway: t.gateway, ...(await probeGateway(t.target, t.probe)) }));
 }
 
 export function driftTable(rows: DriftRow[]): string {

@@ -1,4 +1,4 @@
-// `multiwan fleet preview|up|drift`: one operation over many site stacks, a bounded number at a
+// `multiwan fleet preview|up|drift|status`: one operation over many site stacks, a bounded number at a
 // time. Each stack runs in a worker process of its own (`multiwan fleet-worker`), which drives the
 // Automation API for that one stack: Pulumi's in-process language server reports an unhandled
 // error to every program running in the process, so stacks sharing one would fail each other.
@@ -8,11 +8,12 @@ import { spawn } from "node:child_process";
 import { writeSync } from "node:fs";
 import { join } from "node:path";
 import { probeAll, stackTargets } from "./drift";
+import { statusAll, statusExitCode, statusTable } from "./status";
 import { mapLimit } from "./pool";
 import type { Progress } from "./progress";
 import { selectStack } from "./workspace";
 
-export type FleetOp = "preview" | "up" | "drift";
+export type FleetOp = "preview" | "up" | "drift" | "status";
 const GATEWAY_TYPE = "multiwan:index:Gateway";
 
 export interface FleetRow {
@@ -21,11 +22,12 @@ export interface FleetRow {
   gateways: number | null;
   changes: string;
   seconds: number;
-  result: "ok" | "drifted" | "failed";
+  /** drifted (drift) and degraded (status: a link down, a daemon stopped) are not failures. */
+  result: "ok" | "drifted" | "degraded" | "failed";
   /** Why it failed, as the engine or the gateway said it. */
   error?: string;
-  /** With --diff: the engine's per-resource diff. */
-  diff?: string;
+  /** Printed after the summary: the engine's diff (preview/up --diff), the links (status). */
+  detail?: string;
 }
 
 export interface StackOptions {
@@ -78,7 +80,7 @@ async function engineOp(op: "preview" | "up", name: string, o: StackOptions, rep
     const opts = { onEvent, diff: o.diff, color: "never" as const };
     const r = op === "up" ? await stack.up(opts) : await stack.preview(opts);
     const changes = opSummary("summary" in r ? r.summary.resourceChanges : r.changeSummary);
-    return { gateways: gateways.size, changes, result: "ok", ...(o.diff ? { diff: r.stdout } : {}) };
+    return { gateways: gateways.size, changes, result: "ok", ...(o.diff ? { detail: r.stdout } : {}) };
   } catch (e) {
     return { gateways: gateways.size || null, changes: "", result: "failed", error: failure(diagnostics, e) };
   }
@@ -104,11 +106,37 @@ async function driftOp(name: string, o: StackOptions, report: Report): Promise<O
   }
 }
 
+/** Each gateway's links now (what `multiwan status` shows). */
+async function statusOp(name: string, o: StackOptions, report: Report): Promise<Outcome> {
+  try {
+    const targets = await stackTargets(name, o.cwd);
+    report(`reading ${targets.length} gateways`);
+    const rows = await statusAll(targets, 20);
+    const links = rows.flatMap((r) => r.links);
+    const code = statusExitCode(rows);
+    return {
+      gateways: rows.length,
+      changes: `${links.filter((l) => l.status === "up").length}/${links.length} links up`,
+      result: code === 1 ? "failed" : code === 2 ? "degraded" : "ok",
+      detail: statusTable(rows),
+    };
+  } catch (e) {
+    return { gateways: null, changes: "", result: "failed", error: failure([], e) };
+  }
+}
+
+const OPS = {
+  preview: (name: string, o: StackOptions, report: Report) => engineOp("preview", name, o, report),
+  up: (name: string, o: StackOptions, report: Report) => engineOp("up", name, o, report),
+  drift: driftOp,
+  status: statusOp,
+};
+
 /** The worker's side: run `op` on one stack, reporting progress and the outcome as JSON lines on fd 3. */
 export async function fleetWorker(op: FleetOp, name: string, o: StackOptions): Promise<void> {
   const send = (msg: object) => writeSync(3, `${JSON.stringify(msg)}\n`);
   const report: Report = (text) => send({ progress: text });
-  send({ outcome: op === "drift" ? await driftOp(name, o, report) : await engineOp(op, name, o, report) });
+  send({ outcome: await OPS[op](name, o, report) });
 }
 
 const BIN = join(__dirname, "../bin/multiwan.js");
@@ -153,12 +181,13 @@ export function fleetTable(rows: FleetRow[]): string {
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i])).join("  ").trimEnd();
   const failed = rows.filter((r) => r.error);
   const details = failed.flatMap((r) => ["", `${r.stack} ${r.result}:`, ...r.error!.split("\n").map((l) => `  ${l}`)]);
-  const total = `${rows.length} stacks: ${rows.filter((r) => r.result === "ok").length} ok, ${rows.filter((r) => r.result === "drifted").length} drifted, ${rows.filter((r) => r.result === "failed").length} failed`;
+  const count = (result: FleetRow["result"]) => `${rows.filter((r) => r.result === result).length} ${result}`;
+  const total = `${rows.length} stacks: ${["ok", "drifted", "degraded", "failed"].map((r) => count(r as FleetRow["result"])).join(", ")}`;
   return [line(head), ...cells.map(line), ...details, "", total].join("\n");
 }
 
-/** 1 when any stack failed, else 2 when any drifted, else 0 (as `multiwan drift`). */
+/** 1 when any stack failed, else 2 when any drifted or is degraded, else 0 (as `drift` and `status`). */
 export function fleetExitCode(rows: FleetRow[]): number {
   if (rows.some((r) => r.result === "failed")) return 1;
-  return rows.some((r) => r.result === "drifted") ? 2 : 0;
+  return rows.some((r) => r.result === "drifted" || r.result === "degraded") ? 2 : 0;
 }

@@ -7,8 +7,10 @@ import { bundleFingerprint, renderBundle } from "../components/render";
 import { loadSiteFile } from "../components/site-file";
 import { fleetExitCode, fleetTable, fleetWorker, runFleet, type FleetOp } from "./fleet";
 import { progress } from "./progress";
+import { resolveTargets, withTargetOptions, type TargetOptions } from "./targets";
 import { stackNames, usePulumiToolchain } from "./workspace";
-import { allStacks, driftExitCode, driftTable, fileTargets, probeAll, stackTargets, type DriftTarget } from "./drift";
+import { addStatusCommand } from "./status";
+import { driftExitCode, driftTable, probeAll } from "./drift";
 
 function gatewayOf(configFile: string, name: string) {
   const site = loadSiteFile(configFile);
@@ -20,30 +22,8 @@ function gatewayOf(configFile: string, name: string) {
   return gw;
 }
 
-interface DriftOptions {
-  stack: string[];
-  all?: boolean;
-  cwd: string;
-  config?: string;
-  key?: string;
-  gateway?: string;
-  json?: boolean;
-  parallel: string;
-}
-
-async function drift(opts: DriftOptions): Promise<number> {
-  let targets: DriftTarget[];
-  if (opts.config) {
-    if (!opts.key) throw new Error("--config needs --key FILE (the SSH private key)");
-    targets = fileTargets(opts.config, opts.key);
-  } else {
-    const stacks = opts.all ? await allStacks(opts.cwd) : opts.stack;
-    if (!stacks.length) throw new Error("say which gateways: --stack NAME (repeatable), --all, or --config FILE --key FILE");
-    targets = (await Promise.all(stacks.map((s) => stackTargets(s, opts.cwd)))).flat();
-  }
-  if (opts.gateway) targets = targets.filter((t) => t.gateway === opts.gateway);
-  targets.sort((a, b) => `${a.stack ?? ""} ${a.gateway}`.localeCompare(`${b.stack ?? ""} ${b.gateway}`));
-  const rows = await probeAll(targets, Math.max(1, Number(opts.parallel) || 1));
+async function drift(opts: TargetOptions): Promise<number> {
+  const rows = await probeAll(await resolveTargets(opts), Math.max(1, Number(opts.parallel) || 1));
   console.log(opts.json ? JSON.stringify(rows, null, 2) : driftTable(rows));
   return driftExitCode(rows);
 }
@@ -61,7 +41,7 @@ async function fleet(op: FleetOp, opts: FleetCliOptions): Promise<number> {
   const parallel = Math.max(1, Number(opts.parallel) || 1);
   console.error(`multiwan fleet ${op}: ${stacks.length} stacks, ${Math.min(parallel, stacks.length)} at a time`);
   const rows = await runFleet(op, stacks, { cwd: opts.cwd, parallel, diff: opts.diff, progress: progress(stacks) });
-  for (const r of rows.filter((r) => r.diff)) console.log(`\n=== ${r.stack}\n${r.diff!.trimEnd()}`);
+  for (const r of rows.filter((r) => r.detail)) console.log(`\n=== ${r.stack}\n${r.detail!.trimEnd()}`);
   console.log(`\n${fleetTable(rows)}`);
   return fleetExitCode(rows);
 }
@@ -96,18 +76,9 @@ export function program(setExitCode: (code: number) => void = () => {}): Command
       }
     });
 
-  cli
-    .command("drift")
-    .description("compare each gateway's live rules, routes, tables, files and daemon with what was pushed (exit 0 in sync, 2 drift, 1 unreachable or error)")
-    .option("--stack <name>", "a stack of the Pulumi project in --cwd (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option("--all", "every stack of the project")
-    .option("--cwd <dir>", "the Pulumi project directory", ".")
-    .option("--config <file>", "instead of stacks: a site file (what `render` would push)")
-    .option("--key <file>", "with --config: the SSH private key file")
-    .option("--gateway <name>", "only this gateway")
-    .option("--json", "machine-readable output")
-    .option("--parallel <n>", "SSH sessions at once", "20")
-    .action(async (opts: DriftOptions) => setExitCode(await drift(opts)));
+  withTargetOptions(cli.command("drift").description("compare each gateway's live rules, routes, tables, files and daemon with what was pushed (exit 0 in sync, 2 drift, 1 unreachable or error)")).action(async (opts: TargetOptions) =>
+    setExitCode(await drift(opts)),
+  );
 
   const fleetCli = cli
     .command("fleet")
@@ -116,6 +87,7 @@ export function program(setExitCode: (code: number) => void = () => {}): Command
     ["preview", "what `pulumi up` would change on each stack"],
     ["up", "deploy each stack (confirm-or-rollback on every gateway)"],
     ["drift", "compare each stack's gateways with what was pushed"],
+    ["status", "each stack's gateways now: links up/down, since when, connections per link"],
   ];
   for (const [op, description] of fleetOps) {
     const sub = fleetCli
@@ -124,7 +96,7 @@ export function program(setExitCode: (code: number) => void = () => {}): Command
       .option("--cwd <dir>", "the Pulumi project directory", ".")
       .option("--stacks <glob>", "only stacks whose name matches (*, ?, [abc])", "*")
       .option("--parallel <n>", "stacks at once", "4");
-    if (op !== "drift") sub.option("--diff", "print each stack's rule diff");
+    if (op === "preview" || op === "up") sub.option("--diff", "print each stack's rule diff");
     sub.action(async (opts: FleetCliOptions) => setExitCode(await fleet(op, opts)));
   }
   cli
@@ -133,6 +105,7 @@ export function program(setExitCode: (code: number) => void = () => {}): Command
     .option("--diff")
     .action((op: FleetOp, stack: string, opts: { cwd: string; diff?: boolean }) => fleetWorker(op, stack, opts));
 
+  addStatusCommand(cli, setExitCode);
   return cli;
 }
 

@@ -26,15 +26,23 @@ export function formatPath(path: readonly PropertyKey[]): string {
 // iptables/ip) and '+' (an iptables wildcard).
 const interfaceName = z
   .string()
-  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/, "must be a Linux interface name: 1-15 of A-Z a-z 0-9 _ . - (not starting with - or .)");
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/, "must be a Linux interface name: 1-15 of A-Z a-z 0-9 _ . - (not starting with - or .)")
+  .meta({ title: "interface name: 1–15 of A-Z a-z 0-9 _ . -, not starting with - or ." });
 
-const name = z.string().regex(/^[a-z][a-z0-9_-]{0,30}$/, "must be 1-31 of a-z 0-9 _ - starting with a letter");
-const linkName = z.string().regex(/^[a-z][a-z0-9_-]{0,14}$/, "must be 1-15 of a-z 0-9 _ - starting with a letter");
+// Titles name a string's format in the configuration reference (components/config-reference.ts).
+const name = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,30}$/, "must be 1-31 of a-z 0-9 _ - starting with a letter")
+  .meta({ title: "1–31 of a-z 0-9 _ -, starting with a letter" });
+const linkName = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,14}$/, "must be 1-15 of a-z 0-9 _ - starting with a letter")
+  .meta({ title: "1–15 of a-z 0-9 _ -, starting with a letter" });
 
 const networkCidr = z.cidrv4({ message: "must be an IPv4 network in CIDR form, e.g. 198.51.100.0/24" }).refine(
   (c) => parseCidr(c).network === parseIpv4(c.split("/")[0]),
   { message: "has host bits set: write the network address (iptables would silently change it)" },
-);
+).meta({ title: "IPv4 network in CIDR form, no host bits set" });
 const ipv4 = z.ipv4({ message: "must be an IPv4 address, e.g. 203.0.113.2" });
 // SNAT source: an address, optionally with the link's prefix length so the gateway can be checked.
 const addressWithPrefix = z
@@ -42,7 +50,8 @@ const addressWithPrefix = z
   .regex(/^[0-9.]+(\/[0-9]{1,2})?$/, "must be an IPv4 address, optionally with /prefix, e.g. 203.0.113.2/30")
   .refine((s) => z.ipv4().safeParse(s.split("/")[0]).success && (!s.includes("/") || Number(s.split("/")[1]) <= 32), {
     message: "must be an IPv4 address, optionally with /prefix, e.g. 203.0.113.2/30",
-  });
+  })
+  .meta({ title: "IPv4 address, optionally with /prefix" });
 
 const portError = "must be a port 1-65535 or a range like 8000-8100";
 const port = z.union(
@@ -54,50 +63,33 @@ const port = z.union(
     }, "range must be low-high within 1-65535"),
   ],
   { error: portError },
-);
+).meta({ title: "port 1–65535 or range low-high (8000-8100)" });
 
 export const RESERVED_TABLES = [0, 253, 254, 255];
 /** Ceiling on rules across all pre-rendered variants: 2^N-1 of them, each as long as its weights. */
 export const MAX_VARIANT_RULES = 25_000;
 
 const linkSchema = z.strictObject({
-  name: linkName,
-  interface: interfaceName,
+  name: linkName.describe("unique on the gateway; names the link's routing table (`mwan_<name>`) and balancing variants"),
+  interface: interfaceName.describe("the uplink's interface (`eth1`, `ppp0`, …), unique on the gateway"),
   gateway: ipv4.optional().describe("next hop; omit for a device route (PPP)"),
-  address: addressWithPrefix.optional().describe("SNAT source; omit to MASQUERADE"),
-  weight: z.number().int().min(1).max(1000).default(1),
-  mark: z.number().int().min(1).max(255).optional().describe("value of the link's mark byte (bits 8-15)"),
+  address: addressWithPrefix.optional().describe("SNAT source; with `/prefix`, `gateway` is checked against that subnet; omit to MASQUERADE"),
+  weight: z.number().int().min(1).max(1000).default(1).describe("the link's share of new connections is weight / sum of the live links' weights"),
+  mark: z.number().int().min(1).max(255).optional()
+    .describe("value of the link's mark byte: fwmark `mark << 8` under mask `0xff00`; default: the lowest unused value from 1, in link order"),
   table: z
     .number()
     .int()
     .min(1)
     .max(2_147_483_647)
     .refine((t) => !RESERVED_TABLES.includes(t), "must not be 0, 253, 254 or 255 (reserved by the kernel)")
-    .optional(),
+    .optional()
+    .describe(`routing table id, not ${RESERVED_TABLES.join(", ")}; default: the lowest unused id from 101, in link order`),
   check: z.strictObject({
-    targets: z.array(ipv4).min(1, "needs at least one probe target").max(8),
-    reliability: z.number().int().min(1).default(1).describe("targets that must answer for the link to count as up"),
-  }),
+    targets: z.array(ipv4).min(1, "needs at least one probe target").max(8).describe("addresses pinged through this link every probe round"),
+    reliability: z.number().int().min(1).default(1).describe("how many targets must answer for a probe round to succeed"),
+  }).describe("the link's health probes: only they see an upstream failure"),
 });
-
-const protocol = z.enum(["tcp", "udp", "icmp", "sctp"]);
-const balanceFields = {
-  exclude: z.array(networkCidr).max(64),
-  protocols: z.array(protocol).min(1),
-  ports: z.array(port).min(1).max(64),
-  local: z.boolean(),
-  inboundSticky: z.boolean(),
-  lastResort: z.enum(["all", "main"]).describe("when every link is down: keep balancing over all, or use the main table"),
-};
-const healthFields = {
-  interval: z.number().min(0.1).max(60),
-  timeout: z.number().min(0.1).max(30),
-  down: z.number().int().min(1).max(100),
-  up: z.number().int().min(1).max(100),
-  flushConntrack: z.boolean(),
-};
-const balancePartial = z.strictObject(balanceFields).partial();
-const healthPartial = z.strictObject(healthFields).partial();
 
 export const BALANCE_DEFAULTS = {
   exclude: [] as string[],
@@ -107,37 +99,84 @@ export const BALANCE_DEFAULTS = {
 };
 export const HEALTH_DEFAULTS = { interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true };
 
+// Site and gateway sections are partial and merged over these defaults in resolveGateway, so the
+// defaults are only recorded as metadata (for the configuration reference).
+const protocol = z.enum(["tcp", "udp", "icmp", "sctp"]);
+const balanceFields = {
+  exclude: z.array(networkCidr).max(64)
+    .meta({ description: "destinations never balanced: they follow the main routing table", default: BALANCE_DEFAULTS.exclude }),
+  protocols: z.array(protocol).min(1).describe("balance only these protocols; omitted: all"),
+  ports: z.array(port).min(1).max(64)
+    .describe("balance only these destination ports (tcp and udp unless `protocols` says otherwise); omitted: all"),
+  local: z.boolean().meta({ description: "also balance connections the gateway itself opens", default: BALANCE_DEFAULTS.local }),
+  inboundSticky: z.boolean()
+    .meta({ description: "answer a connection that arrived on a link through that link", default: BALANCE_DEFAULTS.inboundSticky }),
+  lastResort: z.enum(["all", "main"]).meta({
+    description: "every link down (e.g. the probe targets are gone): keep balancing over all links, or leave new connections to the main table",
+    default: BALANCE_DEFAULTS.lastResort,
+  }),
+};
+const healthFields = {
+  interval: z.number().min(0.1).max(60)
+    .meta({ description: "seconds from the start of one probe round to the next", default: HEALTH_DEFAULTS.interval }),
+  timeout: z.number().min(0.1).max(30).meta({ description: "seconds a probe waits for its answer", default: HEALTH_DEFAULTS.timeout }),
+  down: z.number().int().min(1).max(100)
+    .meta({ description: "consecutive failed rounds that take a link down", default: HEALTH_DEFAULTS.down }),
+  up: z.number().int().min(1).max(100)
+    .meta({ description: "consecutive successful rounds that bring a down link back", default: HEALTH_DEFAULTS.up }),
+  flushConntrack: z.boolean().meta({
+    description: "when a link goes down, delete its conntrack entries (only those), so retries are balanced onto live links",
+    default: HEALTH_DEFAULTS.flushConntrack,
+  }),
+};
+const balancePartial = z.strictObject(balanceFields).partial();
+const healthPartial = z.strictObject(healthFields).partial();
+
 const gatewaySchema = z.strictObject({
-  name,
+  name: name.describe("unique in the site: the CLI's `--gateway` and the Pulumi resource names"),
   connection: z.strictObject({
-    host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, "must be an IPv4 address or a DNS name"),
-    port: z.number().int().min(1).max(65535).default(22),
-    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Unix user name").default("root"),
+    host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, "must be an IPv4 address or a DNS name")
+      .meta({ title: "IPv4 address or DNS name", description: "the gateway's SSH address" }),
+    port: z.number().int().min(1).max(65535).default(22).describe("SSH port"),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Unix user name").default("root")
+      .meta({ title: "Unix user name", description: "SSH user; installing the bundle needs root" }),
     hostKey: z
       .string()
       .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( \S*)?$/, "must be an OpenSSH public host key line, e.g. 'ssh-ed25519 AAAA…'")
-      .optional(),
+      .optional()
+      .meta({
+        title: "OpenSSH public key line: ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521",
+        description: "the gateway's host key, pinned (`ssh-keyscan -t ed25519 HOST`); required unless `insecureSkipHostKeyCheck`",
+      }),
     insecureSkipHostKeyCheck: z.boolean().default(false).describe("connect without pinning the host key (not for production)"),
-    rollbackAfter: z.number().int().min(5).max(600).default(60).describe("seconds after which an unconfirmed apply rolls itself back"),
-  }),
+    rollbackAfter: z.number().int().min(5).max(600).default(60)
+      .describe("seconds after which an apply not confirmed over a fresh SSH connection rolls itself back"),
+  }).describe("how Pulumi and `multiwan drift` reach the gateway over SSH; the key is the secret `multiwan:sshPrivateKey`"),
   root: z
     .string()
     .regex(/^\/([A-Za-z0-9._-]+\/?)*$/, "must be an absolute path of A-Z a-z 0-9 . _ - segments")
     .refine((p) => !p.split("/").includes(".."), "must not contain '..'")
-    .default("/"),
+    .default("/")
+    .meta({
+      title: "absolute path of A-Z a-z 0-9 . _ - segments, no ..",
+      description: "install prefix on the gateway (`MULTIWAN_ROOT` of `apply.sh`): the bundle goes to `<root>/etc/multiwan`",
+    }),
   lan: z.strictObject({
-    interfaces: z.array(interfaceName).min(1).max(16),
-    networks: z.array(networkCidr).min(1).max(64),
-  }),
-  links: z.array(linkSchema).min(2, "needs 2 to 16 links").max(16, "needs 2 to 16 links"),
-  balance: balancePartial.optional(),
-  health: healthPartial.optional(),
+    interfaces: z.array(interfaceName).min(1).max(16).describe("LAN interfaces: new connections arriving on them are balanced"),
+    networks: z.array(networkCidr).min(1).max(64).describe("LAN networks: NATed on every link, never balanced as destinations"),
+  }).describe("the gateway's LAN side"),
+  links: z.array(linkSchema).min(2, "needs 2 to 16 links").max(16, "needs 2 to 16 links")
+    .describe("the uplinks; their order sets the default marks and tables"),
+  balance: balancePartial.optional().describe("overrides the site's `balance` for this gateway, key by key"),
+  health: healthPartial.optional().describe("overrides the site's `health` for this gateway, key by key"),
 });
 
 export const siteSchema = z.strictObject({
-  gateways: z.array(gatewaySchema).min(1, "needs at least one gateway"),
-  balance: balancePartial.optional(),
-  health: healthPartial.optional(),
+  gateways: z.array(gatewaySchema).min(1, "needs at least one gateway").describe("the site's gateways, each planned and pushed on its own"),
+  balance: balancePartial.optional()
+    .describe("which new connections are balanced, on every gateway (over `multiwan:defaults`, under a gateway's own)"),
+  health: healthPartial.optional()
+    .describe("when a link counts as down or up, on every gateway (over `multiwan:defaults`, under a gateway's own)"),
 });
 
 type RawGateway = z.infer<typeof gatewaySchema>;
@@ -199,6 +238,19 @@ function duplicates(values: unknown[]): number[] {
   });
   return out;
 }
+
+/** What parseSite checks beyond each field's own schema, in words for the configuration reference: keep in step. */
+export const CROSS_FIELD_RULES = [
+  "Gateway names are unique in the site.",
+  "`connection.hostKey` is required unless `connection.insecureSkipHostKeyCheck` is true.",
+  "On a gateway, link names, link interfaces, explicit marks and explicit tables are unique; LAN interfaces are unique and none is a link interface.",
+  "A link's `gateway` differs from its `address`; when `address` has a `/prefix`, `gateway` is on that subnet and (up to /30) `address` is not its network or broadcast address.",
+  "A link's `address` and `gateway` are outside the gateway's LAN networks.",
+  "`check.reliability` is at most the number of `check.targets`.",
+  "`balance.ports` only with `balance.protocols` among tcp, udp and sctp.",
+  "`health.timeout` ≤ `health.interval` × `health.down`, after site and gateway settings are merged.",
+  `The failover variants (one per non-empty set of live links, each with one rule per weight unit after dividing by the weights' gcd) hold at most ${MAX_VARIANT_RULES} rules: 12 links of weight 1 fit, 13 do not.`,
+];
 
 function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: string, problems: Problem[]): Gateway {
   const balance = { ...BALANCE_DEFAULTS, ...site.balance, ...gw.balance } as Balance;
@@ -282,4 +334,19 @@ export function variantRuleCount(weights: number[]): number {
 
 export function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
+}
+
+type Section = Record<string, unknown> | undefined;
+export interface SiteDefaults {
+  balance?: Section;
+  health?: Section;
+}
+
+/** `multiwan:defaults` (shared by every site of a project) under a site's own balance/health keys. */
+export function withDefaults(raw: Record<string, unknown>, defaults: SiteDefaults = {}): Record<string, unknown> {
+  return {
+    ...raw,
+    ...(defaults.balance || raw.balance ? { balance: { ...defaults.balance, ...(raw.balance as Section) } } : {}),
+    ...(defaults.health || raw.health ? { health: { ...defaults.health, ...(raw.health as Section) } } : {}),
+  };
 }

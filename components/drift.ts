@@ -20,7 +20,26 @@ export interface DriftReport {
 
 const SECTION = "@@multiwan@@";
 const tables = (files: Bundle) => [...files["ip.batch"].matchAll(/ table (\d+)$/gm)].map((m) => m[1]);
-const rootDir = (root: string) => root.replace(/\/$/, "");
+const ROOT = /^\/([A-Za-z0-9._-]+\/?)*$/;
+
+/** The root prefix as it goes into a remote command (it comes from state, which can be edited). */
+export function rootDir(root: string): string {
+  if (!ROOT.test(root) || root.split("/").includes("..")) throw new Error(`invalid root: ${JSON.stringify(root)}`);
+  return root.replace(/\/$/, "");
+}
+
+/** A part of a probe's output, under its marker line; parseProbe splits them again. */
+export const section = (name: string, command: string) => `echo '${SECTION} ${name}'; ${command}`;
+
+/** `active` when the gateway's health daemon runs (systemd, or apply.sh's pid file), else not. */
+export function daemonSection(root: string): string {
+  return section(
+    "daemon",
+    `if [ -d /run/systemd/system ] && [ '${root}' = / ]; then systemctl is-active multiwan-health.service; ` +
+      `elif pid=$(cat ${rootDir(root)}/run/multiwan/health.pid 2>/dev/null) && grep -q health.sh /proc/$pid/cmdline 2>/dev/null; ` +
+      `then echo active; else echo inactive; fi`,
+  );
+}
 
 /**
  * One shell command printing each part of the live state under a marker line. It only reads
@@ -28,7 +47,6 @@ const rootDir = (root: string) => root.replace(/\/$/, "");
  */
 export function probeCommand(p: GatewayProbe): string {
   const root = rootDir(p.root);
-  const section = (name: string, command: string) => `echo '${SECTION} ${name}'; ${command}`;
   return [
     section("iptables mangle", "iptables-save -t mangle"),
     section("iptables nat", "iptables-save -t nat"),
@@ -36,12 +54,7 @@ export function probeCommand(p: GatewayProbe): string {
     ...tables(p.files).map((t) => section(`route ${t}`, `ip route show table ${t} 2>/dev/null`)),
     section("rt_tables", `cat ${root}/etc/iproute2/rt_tables.d/multiwan.conf 2>/dev/null`),
     section("files", `cd ${p.installDir} 2>/dev/null && find . -type f | sort | xargs -r sha256sum`),
-    section(
-      "daemon",
-      `if [ -d /run/systemd/system ] && [ '${p.root}' = / ]; then systemctl is-active multiwan-health.service; ` +
-        `elif pid=$(cat ${root}/run/multiwan/health.pid 2>/dev/null) && grep -q health.sh /proc/$pid/cmdline 2>/dev/null; ` +
-        `then echo active; else echo inactive; fi`,
-    ),
+    daemonSection(p.root),
     "true",
   ].join("\n");
 }

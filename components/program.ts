@@ -1,9 +1,7 @@
 // The ready program: one Gateway per gateway of the stack's site. Shared by index.ts and tests.
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, parseSite } from "./config";
+import { ConfigError, parseSite, withDefaults, type SiteDefaults } from "./config";
 import { Gateway } from "./gateway";
-
-type Section = Record<string, unknown> | undefined;
 
 /**
  * Reads `multiwan:site` (the site object), `multiwan:defaults` (optional `balance`/`health` shared
@@ -12,14 +10,10 @@ type Section = Record<string, unknown> | undefined;
 export function siteProgram() {
   const config = new pulumi.Config("multiwan");
   const raw = config.requireObject<Record<string, unknown>>("site");
-  const defaults = config.getObject<{ balance?: Section; health?: Section }>("defaults") ?? {};
+  const defaults = config.getObject<SiteDefaults>("defaults");
   let site;
   try {
-    site = parseSite({
-      ...raw,
-      ...(defaults.balance || raw.balance ? { balance: { ...defaults.balance, ...(raw.balance as Section) } } : {}),
-      ...(defaults.health || raw.health ? { health: { ...defaults.health, ...(raw.health as Section) } } : {}),
-    });
+    site = parseSite(withDefaults(raw, defaults));
   } catch (e) {
     // A bad config fails the preview with every field path, before anything is pushed.
     if (e instanceof ConfigError) throw new pulumi.RunError(`multiwan:site: ${e.message}`);

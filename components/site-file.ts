@@ -1,8 +1,17 @@
 // Reading a site config file: the site object itself, or a Pulumi stack file carrying it as
-// `config: { multiwan:site: … }`, so `multiwan render --config Pulumi.<site>.yaml` works too.
-import { readFileSync } from "node:fs";
+// `config: { multiwan:site: … }`, so `multiwan render --config Pulumi.<site>.yaml` works too and
+// renders exactly what `pulumi up` pushes: with the project's `multiwan:defaults` from the
+// Pulumi.yaml next to it.
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { parse } from "yaml";
-import { ConfigError, parseSite, type Site } from "./config";
+import { ConfigError, parseSite, withDefaults, type Site, type SiteDefaults } from "./config";
+
+function projectDefaults(stackFile: string): SiteDefaults | undefined {
+  const project = join(dirname(stackFile), "Pulumi.yaml");
+  if (!existsSync(project)) return undefined;
+  return (parse(readFileSync(project, "utf8")) as { config?: Record<string, { value?: SiteDefaults }> } | null)?.config?.["multiwan:defaults"]?.value;
+}
 
 export function loadSiteFile(file: string): Site {
   let text: string;
@@ -18,5 +27,5 @@ export function loadSiteFile(file: string): Site {
     throw new ConfigError([{ path: file, message: `not valid YAML: ${(e as Error).message.split("\n")[0]}` }]);
   }
   const stackSite = (doc as { config?: Record<string, unknown> } | null)?.config?.["multiwan:site"];
-  return parseSite(stackSite ?? doc);
+  return parseSite(stackSite ? withDefaults(stackSite as Record<string, unknown>, projectDefaults(file)) : doc);
 }

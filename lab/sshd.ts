@@ -2,6 +2,7 @@
 // through it run inside that namespace. Everything it uses (config, host key, authorized_keys,
 // pid file) lives in a scratch directory; stop() kills only the process started here, by PID.
 import { execFile, spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,7 +21,7 @@ export interface Sshd {
   /** Scratch directory (also holds client_ed25519 for the ssh command line client). */
   dir: string;
   pid: number;
-  /** Captured sshd log (-e sends it to stderr). */
+  /** The sshd log so far (-e sends it to stderr, which goes to sshd.log in `dir`). */
   log(): string;
   stop(): Promise<void>;
 }
@@ -52,10 +53,14 @@ export async function startSshd(opts: {
   startTimeoutMs?: number;
   /** A client key to authorize (e.g. one key for every gateway of a stack); default: a new one. */
   client?: ClientKey;
+  /** Where the scratch directory goes; default the system's temp directory. */
+  parent?: string;
+  /** Outlive this process (`multiwan lab`); whoever deletes the namespace ends it. */
+  detach?: boolean;
 }): Promise<Sshd> {
   const { netns, address, port = 22, user = "root", startTimeoutMs = 10_000 } = opts;
   if (!/^mw[tl]-/.test(netns)) throw new Error(`refusing namespace ${netns}: not one of ours`);
-  const dir = await mkdtemp(join(tmpdir(), "mwt-eng-sshd-"));
+  const dir = await mkdtemp(join(opts.parent ?? tmpdir(), "mwt-eng-sshd-"));
   try {
     await keygen(join(dir, "host_ed25519"), "");
     const client = opts.client ?? (await clientKey(dir));
@@ -84,23 +89,32 @@ export async function startSshd(opts: {
     ].join("\n");
     await writeFile(join(dir, "sshd_config"), config, { mode: 0o600 });
 
-    // `ip netns exec` execs sshd in place, so the child's PID is sshd's.
+    // `ip netns exec` execs sshd in place, so the child's PID is sshd's. Its log goes to a file, so
+    // that it can outlive this process.
+    const logFile = join(dir, "sshd.log");
+    const logFd = openSync(logFile, "a", 0o600);
     const child = spawn("ip", ["netns", "exec", netns, "/usr/sbin/sshd", "-D", "-e", "-f", join(dir, "sshd_config")], {
-      stdio: ["ignore", "ignore", "pipe"],
+      stdio: ["ignore", "ignore", logFd],
+      detached: opts.detach,
     });
-    let log = "";
+    closeSync(logFd);
+    if (opts.detach) child.unref();
+    const log = () => {
+      try {
+        return readFileSync(logFile, "utf8");
+      } catch {
+        return ""; // stopped: the directory is gone
+      }
+    };
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`sshd did not start in ${startTimeoutMs} ms:\n${log}`)), startTimeoutMs);
-      child.stderr!.on("data", (b: Buffer) => {
-        log += b.toString();
-        if (log.includes("Server listening on")) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.once("error", (e) => (clearTimeout(timer), reject(e)));
-      child.once("exit", (code) => (clearTimeout(timer), reject(new Error(`sshd exited (${code}):\n${log}`))));
+      const deadline = Date.now() + startTimeoutMs;
+      const poll = setInterval(() => {
+        if (log().includes("Server listening on")) (clearInterval(poll), resolve());
+        else if (Date.now() > deadline) (clearInterval(poll), reject(new Error(`sshd did not start in ${startTimeoutMs} ms:\n${log()}`)));
+      }, 20);
+      child.once("error", (e) => (clearInterval(poll), reject(e)));
+      child.once("exit", (code) => (clearInterval(poll), reject(new Error(`sshd exited (${code}):\n${log()}`))));
     }).catch(async (e) => {
       if (child.exitCode === null && child.pid) process.kill(child.pid, "SIGKILL");
       throw e;
@@ -116,7 +130,7 @@ export async function startSshd(opts: {
       privateKey: client.privateKey,
       dir,
       pid,
-      log: () => log,
+      log,
       async stop() {
         if (child.exitCode === null && child.signalCode === null) {
           process.kill(pid, "SIGTERM");

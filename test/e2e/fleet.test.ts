@@ -66,7 +66,7 @@ describe("multiwan fleet", () => {
         expect(row(preview.out, "site-c")).toEqual(["site-c", "1", "3 create", expect.stringMatching(/s$/), "ok"]);
         expect(row(preview.out, "site-b")?.at(-1)).toBe("failed");
         expect(preview.out).toMatch(/site-b failed:\n.*\n\s+gateways\[0\]\.links\[0\]\.weight: Too small/);
-        expect(preview.out).toContain("3 stacks: 2 ok, 0 drifted, 1 failed");
+        expect(preview.out).toContain("3 stacks: 2 ok, 0 drifted, 0 degraded, 1 failed");
         // Plain progress lines when not on a terminal, one per step.
         expect(preview.err).toMatch(/^site-a\s+create gw1-push$/m);
 
@@ -85,6 +85,11 @@ describe("multiwan fleet", () => {
         const again = fleet("preview", "--stacks", "site-[ac]");
         expect(again.code).toBe(0);
         expect(again.out).toMatch(/^site-a\s+1\s+no changes\s+.*ok$/m);
+
+        const status = fleet("status", "--stacks", "site-[ac]");
+        expect(status.code, status.out).toBe(0);
+        expect(status.out).toMatch(/^site-a\s+1\s+2\/2 links up\s+.*ok$/m);
+        expect(status.out).toMatch(/^=== site-c\nSTACK\s+GATEWAY\s+LINK\s+STATE/m);
 
         await gws[0].lab.sh("gw", "ip rule del pref 1201", { check: true });
         const drift = fleet("drift", "--stacks", "site-[ac]");

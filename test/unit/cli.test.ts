@@ -33,6 +33,19 @@ describe("multiwan render", () => {
     expect(r.code).toBe(0);
   });
 
+  it("renders a stack file with the project's multiwan:defaults, as pulumi up does", () => {
+    const project = mkdtempSync(join(scratch, "project-"));
+    const defaults = { health: { interval: 0.2, down: 4 } };
+    writeFileSync(join(project, "Pulumi.yaml"), stringify({ name: "sites", runtime: "nodejs", config: { "multiwan:defaults": { value: defaults } } }));
+    const site = { ...validSite(), health: { down: 6 } }; // the site's own key wins
+    writeFileSync(join(project, "Pulumi.site1.yaml"), stringify({ config: { "multiwan:site": site } }));
+    const out = join(project, "bundle");
+    expect(multiwan("render", "--config", join(project, "Pulumi.site1.yaml"), "--gateway", "gw1", "--out", out).code).toBe(0);
+    const health = readFileSync(join(out, "health.sh"), "utf8");
+    expect(health).toMatch(/^interval=0.2$/m);
+    expect(health).toMatch(/^down_after=6$/m);
+  });
+
   it("exits 1 naming every bad field, and writes nothing", () => {
     const site = validSite();
     site.gateways[0].links[1].weight = 0;

@@ -1,0 +1,88 @@
+// `multiwan status`: the live view of every gateway of one stack, all stacks, or a site file — link
+// states from the health daemon and open connections per link from conntrack, one SSH session each.
+import type { Command } from "commander";
+import { gatewayStatus, type GatewayStatus } from "../components/status";
+import type { DriftTarget } from "./drift";
+import { mapLimit } from "./pool";
+import { resolveTargets, withTargetOptions, type TargetOptions } from "./targets";
+
+export interface StatusRow extends GatewayStatus {
+  stack?: string;
+  gateway: string;
+}
+
+/** Read every target's status with at most `parallel` SSH sessions at once. */
+export function statusAll(targets: DriftTarget[], parallel: number): Promise<StatusRow[]> {
+  return mapLimit(targets, parallel, async (t) => ({
+    ...(t.stack ? { stack: t.stack } : {}),
+    gateway: t.gateway,
+    ...(await gatewayStatus(t.target, t.probe)),
+  }));
+}
+
+/** `42s`, `5m`, `3h12m`, `2d4h`. */
+export function age(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h${m % 60 ? `${m % 60}m` : ""}`;
+  return `${Math.floor(h / 24)}d${h % 24 ? `${h % 24}h` : ""}`;
+}
+
+const stamp = (d: Date) => `${d.toISOString().slice(0, 19).replace("T", " ")}Z`;
+
+function gatewayNote(r: StatusRow, now: Date): string {
+  if (!r.reachable) return `${r.gateway}: unreachable: ${r.error}`;
+  const parts = [`health daemon ${r.daemon}`];
+  if (r.variant) parts.push(`balancing over ${r.variant}`);
+  parts.push(r.updated ? `state written ${age(now.getTime() - r.updated.getTime())} ago` : "no state written");
+  if (r.links.some((l) => l.connections === null)) parts.push("conntrack not installed");
+  else if (r.other) parts.push(`${r.other} other connections`);
+  return `${r.gateway}: ${parts.join(", ")}`;
+}
+
+/**
+ * One line per link (an unreachable gateway: one line), then one note per gateway:
+ *
+ *     GATEWAY  LINK  STATE  SINCE                      CONNS  SHARE
+ *     gw1      isp1  up     2026-11-22 04:10:03Z (5m)  300    75.0 %
+ */
+export function statusTable(rows: StatusRow[], now: Date = new Date()): string {
+  const withStack = rows.some((r) => r.stack);
+  const head = [...(withStack ? ["STACK"] : []), "GATEWAY", "LINK", "STATE", "SINCE", "CONNS", "SHARE"];
+  const cells = rows.flatMap((r) => {
+    const lead = [...(withStack ? [r.stack ?? ""] : []), r.gateway];
+    if (!r.reachable) return [[...lead, "-", "unreachable", "", "", ""]];
+    return r.links.map((l) => [
+      ...lead,
+      l.name,
+      l.status,
+      l.since ? `${stamp(l.since)} (${age(now.getTime() - l.since.getTime())})` : "",
+      l.connections === null ? "-" : String(l.connections),
+      l.connections === null ? "-" : `${(l.share * 100).toFixed(1)} %`,
+    ]);
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i])).join("  ").trimEnd();
+  return [line(head), ...cells.map(line), "", ...rows.map((r) => `  ${gatewayNote(r, now)}`)].join("\n");
+}
+
+/** 1 when a gateway could not be read, else 2 when a link is not up or a daemon not running, else 0. */
+export function statusExitCode(rows: StatusRow[]): number {
+  if (rows.some((r) => !r.reachable)) return 1;
+  return rows.some((r) => r.daemon !== "running" || r.links.some((l) => l.status !== "up")) ? 2 : 0;
+}
+
+export function addStatusCommand(cli: Command, setExitCode: (code: number) => void): void {
+  withTargetOptions(
+    cli
+      .command("status")
+      .description("each gateway's links now: up or down and since when, open connections and their share (exit 0 all up, 2 a link down or daemon stopped, 1 unreachable or error)"),
+  ).action(async (opts: TargetOptions) => {
+    const rows = await statusAll(await resolveTargets(opts), Math.max(1, Number(opts.parallel) || 1));
+    console.log(opts.json ? JSON.stringify(rows, null, 2) : statusTable(rows));
+    setExitCode(statusExitCode(rows));
+  });
+}

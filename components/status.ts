@@ -1,0 +1,136 @@
+// Status: what a gateway is doing right now, read over one SSH session. The health daemon's
+// state.json says which links are up and since when; conntrack says how many connections each
+// link carries (by our mark byte). Read-only; the only value put into the command is the root.
+import { daemonSection, parseProbe, rootDir, section, type GatewayProbe } from "./drift";
+import { MARK_MASK } from "./plan";
+import { ConnectError, runRemote, type SshTarget } from "./remote";
+import type { Bundle } from "./render";
+
+/** What `status` needs of a gateway: the same as a drift probe (pushed bundle, install dir, root). */
+export type StatusInputs = Pick<GatewayProbe, "files" | "root">;
+
+export interface LinkStatus {
+  name: string;
+  /** `unknown`: the daemon has not written a state for this link (never ran, or another bundle). */
+  status: "up" | "down" | "unknown";
+  /** When the link last changed state (or the daemon first saw it). */
+  since: Date | null;
+  /** Open connections carrying the link's mark; null when conntrack is not available. */
+  connections: number | null;
+  /** connections / total, 0..1 (0 when nothing is open). */
+  share: number;
+}
+
+export interface GatewayStatus {
+  reachable: boolean;
+  /** The SSH or remote error when not reachable. */
+  error?: string;
+  daemon: "running" | "stopped" | "unknown";
+  /** The balancing variant the daemon last put in place (`isp1+isp2`, `none`). */
+  variant?: string;
+  /** When the daemon last wrote its state. */
+  updated: Date | null;
+  links: LinkStatus[];
+  /** Open connections over all links. */
+  total: number;
+  /** Open connections carrying none of the links' marks (LAN-local, management, unbalanced). */
+  other: number;
+}
+
+const LINK_NAME = /^[a-z][a-z0-9_-]{0,14}$/;
+
+/** Name and mark byte of each link, in config order, from the bundle's health daemon. */
+export function statusLinks(files: Bundle): { name: string; markByte: number }[] {
+  const script = files["health.sh"] ?? "";
+  return [...script.matchAll(/^\s*\d+\) name=(\S+) iface=\S+ mark=(\d+) /gm)]
+    .filter(([, name]) => LINK_NAME.test(name))
+    .map(([, name, mark]) => ({ name, markByte: (Number(mark) & MARK_MASK) >> 8 }));
+}
+
+/**
+ * Daemon liveness (as the drift probe checks it), the daemon's state.json, and open conntrack
+ * entries counted per mark byte in one pass of `conntrack -L`: lines `BYTE COUNT`. Closed TCP
+ * entries (TIME_WAIT, CLOSE) and ICMP (the daemon's own probes, kept 30 s each) are not counted.
+ */
+export function statusCommand(p: Pick<GatewayProbe, "root">): string {
+  const root = rootDir(p.root);
+  const count =
+    `awk '$1 == "icmp" || ($1 == "tcp" && ($4 == "TIME_WAIT" || $4 == "CLOSE")) { next } ` +
+    `{ for (i = 4; i <= NF; i++) if ($i ~ /^mark=[0-9]+$/) { c[int(substr($i, 6) / 256) % 256]++; break } } ` +
+    `END { for (m in c) print m, c[m] }'`;
+  return [
+    daemonSection(p.root),
+    section("state", `cat ${root}/run/multiwan/state.json 2>/dev/null`),
+    section("conntrack", `if command -v conntrack >/dev/null; then conntrack -L 2>/dev/null | ${count}; else echo unavailable; fi`),
+    "true",
+  ].join("\n");
+}
+
+interface DaemonState {
+  updated?: number;
+  variant?: string;
+  links?: { name?: string; status?: string; since?: number }[];
+}
+
+const date = (ms: unknown) => (typeof ms === "number" && Number.isFinite(ms) && ms > 0 ? new Date(ms) : null);
+
+/** The command's output → status of the bundle's links (names and marks from `files`). */
+export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
+  const live = parseProbe(stdout);
+  let state: DaemonState = {};
+  try {
+    state = JSON.parse((live.get("state") ?? []).join("")) ?? {};
+  } catch {
+    // no state yet (daemon never ran) or a torn read: links stay unknown
+  }
+  const daemonLine = live.get("daemon")?.[0];
+  const ct = live.get("conntrack");
+  const counts = new Map<number, number>();
+  for (const line of ct ?? []) {
+    const m = /^(\d+) (\d+)$/.exec(line);
+    if (m) counts.set(Number(m[1]), Number(m[2]));
+  }
+  const conntrack = ct !== undefined && ct[0] !== "unavailable";
+
+  const planned = statusLinks(files);
+  const links = planned.map(({ name, markByte }): LinkStatus => {
+    const s = state.links?.find((l) => l.name === name);
+    return {
+      name,
+      status: s?.status === "up" || s?.status === "down" ? s.status : "unknown",
+      since: date(s?.since),
+      connections: conntrack ? (counts.get(markByte) ?? 0) : null,
+      share: 0,
+    };
+  });
+  const total = links.reduce((sum, l) => sum + (l.connections ?? 0), 0);
+  for (const l of links) l.share = total ? (l.connections ?? 0) / total : 0;
+  const ours = new Set(planned.map((l) => l.markByte));
+  const other = [...counts].reduce((sum, [byte, n]) => sum + (ours.has(byte) ? 0 : n), 0);
+
+  return {
+    reachable: true,
+    daemon: daemonLine === "active" ? "running" : daemonLine ? "stopped" : "unknown",
+    ...(typeof state.variant === "string" ? { variant: state.variant } : {}),
+    updated: date(state.updated),
+    links,
+    total,
+    other,
+  };
+}
+
+function unreachable(files: Bundle, error: string): GatewayStatus {
+  const links = statusLinks(files).map(({ name }) => ({ name, status: "unknown" as const, since: null, connections: null, share: 0 }));
+  return { reachable: false, error, daemon: "unknown", updated: null, links, total: 0, other: 0 };
+}
+
+/** One SSH session: never throws; a gateway that cannot be read is `reachable: false` with the reason. */
+export async function gatewayStatus(target: SshTarget, inputs: StatusInputs): Promise<GatewayStatus> {
+  try {
+    const r = await runRemote(target, statusCommand(inputs));
+    if (r.code !== 0) return unreachable(inputs.files, `status command failed (${r.code}): ${r.stderr.trim()}`);
+    return parseStatus(r.stdout, inputs.files);
+  } catch (e) {
+    return unreachable(inputs.files, e instanceof ConnectError ? e.message : `${target.host}: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,185 @@
+// `multiwan status` without a network: the remote command run by a local shell against a scratch
+// root and a fake conntrack, parsing, the table and exit codes, and an unreachable gateway.
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { utils } from "ssh2";
+import { afterAll, describe, expect, it } from "vitest";
+import { planGateway } from "../../components/plan";
+import { renderBundle } from "../../components/render";
+import { gatewayStatus, parseStatus, statusCommand, statusLinks, type GatewayStatus } from "../../components/status";
+import { age, statusExitCode, statusTable, type StatusRow } from "../../cli/status";
+import { gateway } from "./fixtures";
+
+const files = renderBundle(planGateway(gateway()));
+const scratch = mkdtempSync(join(tmpdir(), "mwt-status-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+const T0 = Date.UTC(2026, 10, 22, 4, 10, 3);
+const STATE = {
+  gateway: "gw1",
+  updated: T0 + 300_000,
+  variant: "isp1",
+  links: [
+    { name: "isp1", status: "up", since: T0, okRounds: 12, failedRounds: 0, lastAnswered: 1, targets: 1 },
+    { name: "isp2", status: "down", since: T0 + 280_000, okRounds: 0, failedRounds: 9, lastAnswered: 0, targets: 1 },
+  ],
+};
+
+const CONNTRACK = [
+  "tcp      6 431999 ESTABLISHED src=198.18.1.10 dst=192.0.2.10 sport=40000 dport=80 src=192.0.2.10 dst=203.0.113.2 sport=80 dport=40000 [ASSURED] mark=256 use=1",
+  "tcp      6 431999 ESTABLISHED src=198.18.1.11 dst=192.0.2.10 sport=40001 dport=80 src=192.0.2.10 dst=203.0.113.2 sport=80 dport=40001 [ASSURED] mark=257 use=1",
+  "tcp      6 431999 ESTABLISHED src=198.18.1.12 dst=192.0.2.10 sport=40002 dport=443 src=192.0.2.10 dst=203.0.113.2 sport=443 dport=40002 [ASSURED] mark=256 use=1",
+  "tcp      6 100 TIME_WAIT src=198.18.1.10 dst=192.0.2.10 sport=39999 dport=80 src=192.0.2.10 dst=203.0.113.2 sport=80 dport=39999 [ASSURED] mark=256 use=1",
+  "udp      17 29 src=198.18.1.10 dst=192.0.2.10 sport=5000 dport=5001 src=192.0.2.10 dst=198.51.100.6 sport=5001 dport=5000 mark=512 use=1",
+  "icmp     1 29 src=203.0.113.2 dst=192.0.2.1 type=8 code=0 id=7 src=192.0.2.1 dst=203.0.113.2 type=0 code=0 id=7 mark=256 use=1",
+  "tcp      6 7200 ESTABLISHED src=198.18.200.1 dst=198.18.200.2 sport=50000 dport=22 src=198.18.200.2 dst=198.18.200.1 sport=22 dport=50000 [ASSURED] mark=0 use=1",
+].join("\n");
+
+/** Run the remote command with a local shell: `root` holds the daemon's files, `conntrack` is faked. */
+function runLocally(root: string, conntrack: string | null): string {
+  const bin = join(scratch, `bin-${conntrack === null ? "none" : "fake"}`);
+  mkdirSync(bin, { recursive: true });
+  if (conntrack !== null) {
+    writeFileSync(join(bin, "conntrack"), `#!/bin/sh\n[ "$1" = -L ] || exit 1\ncat <<'EOF'\n${conntrack}\nEOF\necho 'conntrack v1.4.7 (conntrack-tools): 7 flow entries have been shown.' >&2\n`);
+    chmodSync(join(bin, "conntrack"), 0o755);
+  }
+  // Without conntrack on PATH: only the basics a shell needs.
+  const path = conntrack === null ? `${bin}:/usr/bin:/bin` : `${bin}:${process.env.PATH}`;
+  return execFileSync("sh", ["-c", statusCommand({ root })], { encoding: "utf8", env: { PATH: path } });
+}
+
+describe("status command and parsing", () => {
+  it("takes link names and mark bytes from the bundle's health daemon", () => {
+    expect(statusLinks(files)).toEqual([
+      { name: "isp1", markByte: 1 },
+      { name: "isp2", markByte: 2 },
+    ]);
+  });
+
+  it("reads the daemon's state and counts open connections per link mark, without ICMP or closed TCP", () => {
+    const root = join(scratch, "gw-root");
+    mkdirSync(join(root, "run", "multiwan"), { recursive: true });
+    writeFileSync(join(root, "run", "multiwan", "state.json"), JSON.stringify(STATE) + "\n");
+    const status = parseStatus(runLocally(`${root}/`, CONNTRACK), files);
+    expect(status).toEqual({
+      reachable: true,
+      daemon: "stopped", // no pid file: nothing runs health.sh here
+      variant: "isp1",
+      updated: new Date(T0 + 300_000),
+      links: [
+        { name: "isp1", status: "up", since: new Date(T0), connections: 3, share: 0.75 },
+        { name: "isp2", status: "down", since: new Date(T0 + 280_000), connections: 1, share: 0.25 },
+      ],
+      total: 4,
+      other: 1,
+    } satisfies GatewayStatus);
+  });
+
+  it("without a state file or conntrack: links unknown, connections null", () => {
+    const root = join(scratch, "empty-root");
+    mkdirSync(root, { recursive: true });
+    const status = parseStatus(runLocally(root, null), files);
+    expect(status.links).toEqual([
+      { name: "isp1", status: "unknown", since: null, connections: null, share: 0 },
+      { name: "isp2", status: "unknown", since: null, connections: null, share: 0 },
+    ]);
+    expect(status.updated).toBeNull();
+    expect(status.variant).toBeUndefined();
+  });
+
+  it("parses a running daemon and the systemd answer", () => {
+    const out = (daemon: string) => `@@multiwan@@ daemon\n${daemon}\n@@multiwan@@ state\n@@multiwan@@ conntrack\n`;
+    expect(parseStatus(out("active"), files).daemon).toBe("running");
+    expect(parseStatus(out("failed"), files).daemon).toBe("stopped");
+    expect(parseStatus("", files).daemon).toBe("unknown");
+  });
+
+  it("puts nothing but a valid root into the command", () => {
+    expect(statusCommand({ root: "/" })).toContain("cat /run/multiwan/state.json");
+    expect(statusCommand({ root: "/srv/gw1/" })).toContain("cat /srv/gw1/run/multiwan/state.json");
+    for (const root of ["/x; reboot", "relative", "/a/../etc", "/$(id)", "/a b"]) {
+      expect(() => statusCommand({ root }), root).toThrow(/invalid root/);
+    }
+  });
+});
+
+describe("gatewayStatus", () => {
+  it("reports an unreachable gateway with the SSH error instead of throwing", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, "127.0.0.1", () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const privateKey = utils.generateKeyPairSync("ed25519").private;
+    const status = await gatewayStatus({ host: "127.0.0.1", port, user: "root", privateKey, connectTimeout: 2 }, { files, root: "/" });
+    expect(status.reachable).toBe(false);
+    expect(status.error).toMatch(/^127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+    expect(status.links.map((l) => [l.name, l.status])).toEqual([["isp1", "unknown"], ["isp2", "unknown"]]);
+    // A key that does not parse is the gateway's answer too, not an exception.
+    const badKey = await gatewayStatus({ host: "127.0.0.1", port, user: "root", privateKey: "not a key" }, { files, root: "/" });
+    expect(badKey).toMatchObject({ reachable: false, error: expect.stringMatching(/^127\.0\.0\.1: Cannot parse privateKey/) });
+  });
+
+  it("refuses a bad root without connecting", async () => {
+    const status = await gatewayStatus({ host: "127.0.0.1", port: 1, user: "root", privateKey: "unused" }, { files, root: "/x;y" });
+    expect(status).toMatchObject({ reachable: false, error: expect.stringMatching(/invalid root/) });
+  });
+});
+
+const up = (name: string, connections: number, share: number, since = T0) => ({ name, status: "up" as const, since: new Date(since), connections, share });
+const healthy: StatusRow = {
+  stack: "site1",
+  gateway: "gw1",
+  reachable: true,
+  daemon: "running",
+  variant: "isp1+isp2",
+  updated: new Date(T0 + 299_000),
+  links: [up("isp1", 300, 0.75), up("isp2", 100, 0.25, T0 - 3 * 3600_000 - 60_000)],
+  total: 400,
+  other: 2,
+};
+
+describe("status table and exit codes", () => {
+  const now = new Date(T0 + 300_000);
+
+  it("one line per link, an unreachable gateway as one line, and a note per gateway", () => {
+    const away: StatusRow = { stack: "site2", gateway: "gw9", reachable: false, error: "198.51.100.9:22: connect ETIMEDOUT", daemon: "unknown", updated: null, links: [], total: 0, other: 0 };
+    expect(statusTable([healthy, away], now)).toBe(
+      [
+        "STACK  GATEWAY  LINK  STATE        SINCE                        CONNS  SHARE",
+        "site1  gw1      isp1  up           2026-11-22 04:10:03Z (5m)    300    75.0 %",
+        "site1  gw1      isp2  up           2026-11-22 01:09:03Z (3h6m)  100    25.0 %",
+        "site2  gw9      -     unreachable",
+        "",
+        "  gw1: health daemon running, balancing over isp1+isp2, state written 1s ago, 2 other connections",
+        "  gw9: unreachable: 198.51.100.9:22: connect ETIMEDOUT",
+      ].join("\n"),
+    );
+  });
+
+  it("without stacks there is no STACK column; no conntrack shows as -", () => {
+    const { stack: _, ...row } = healthy;
+    const table = statusTable([{ ...row, links: [{ ...row.links[0], connections: null }] }], now);
+    expect(table.split("\n")[0]).toMatch(/^GATEWAY  LINK  STATE  SINCE\s+CONNS  SHARE$/);
+    expect(table).toMatch(/^gw1\s+isp1\s+up\s+2026-11-22 04:10:03Z \(5m\)\s+-\s+-$/m);
+    expect(table).toContain("conntrack not installed");
+  });
+
+  it("exits 0 all up, 2 a link down or the daemon stopped, 1 a gateway unreachable", () => {
+    const down: StatusRow = { ...healthy, links: [healthy.links[0], { ...healthy.links[1], status: "down" }] };
+    expect(statusExitCode([healthy])).toBe(0);
+    expect(statusExitCode([])).toBe(0);
+    expect(statusExitCode([healthy, down])).toBe(2);
+    expect(statusExitCode([{ ...healthy, daemon: "stopped" }])).toBe(2);
+    expect(statusExitCode([{ ...healthy, links: [{ ...healthy.links[0], status: "unknown" }] }])).toBe(2);
+    expect(statusExitCode([down, { ...healthy, reachable: false, error: "x" }])).toBe(1);
+  });
+
+  it("ages read as an engineer writes them", () => {
+    expect([0, 42_000, 300_000, 3600_000, 3 * 3600_000 + 12 * 60_000, 50 * 3600_000].map(age)).toEqual(["0s", "42s", "5m", "1h", "3h12m", "2d2h"]);
+  });
+});
