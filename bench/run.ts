@@ -16,7 +16,8 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 import { withManagedGateways } from "../lab/managed";
 import { deploy, labSite, unmarkedConnections } from "../test/net/deploy";
-import { timeline, timelineSvg, timelineTable } from "../lab/timeline";
+import { runFailover } from "../lab/failover";
+import { timelineSvg, timelineTable } from "../lab/timeline";
 
 const CONNECTIONS = 2000;
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
@@ -68,22 +69,13 @@ async function failoverTimeline() {
   await withLab({ links: 2 }, async (lab) => {
     await deploy(lab, labSite(lab, { weights: [1, 1] }), { daemon: true });
     await new Promise((r) => setTimeout(r, 1500));
-    const startAt = Date.now();
-    const traffic = lab.openConnections(500, { ratePerSec: 20, concurrency: 100, connectTimeoutMs: 1000, durationLimitMs: 30_000 });
-    const at = (s: number) => new Promise((r) => setTimeout(r, startAt + s * 1000 - Date.now()));
-    await at(5);
-    await lab.breakUplink("isp1");
-    await at(15);
-    await lab.restoreUplink("isp1");
-    const results = await traffic;
+    const run = await runFailover(lab, { link: "isp1", breakAt: 5, restoreAt: 15, seconds: 25, ratePerSec: 20 });
     const links = lab.links.map((l) => l.name);
-    const bins = timeline(results, startAt, links, 25);
-    const failed = results.filter((r) => !r.ok);
-    const lastFail = failed.length ? Math.max(...failed.map((r) => r.startedAt - startAt - 5000)) : 0;
     console.log(`\nfailover (default health: interval 0.5 s, timeout 1 s, down 3, up 5): isp1 breaks at 5 s, returns at 15 s`);
-    console.log(`  ${failed.length} of ${results.length} connections failed; the last failed one started ${(lastFail / 1000).toFixed(2)} s after the break`);
-    console.log(timelineTable(bins, links).replace(/^/gm, "  "));
-    const svg = timelineSvg(bins, links, "multiwan failover: new connections per second, by uplink", [
+    console.log(`  ${run.failed} of ${run.results.length} connections failed; the last failed one started ${run.lastFailAfterBreak.toFixed(2)} s after the break`);
+    console.log(`  daemon: ${run.transitions.map((t) => `${t.link} ${t.status} at ${t.at.toFixed(2)} s`).join(", ")}`);
+    console.log(timelineTable(run.bins, links).replace(/^/gm, "  "));
+    const svg = timelineSvg(run.bins, links, "multiwan failover: new connections per second, by uplink", [
       { second: 5, label: "isp1 breaks" },
       { second: 15, label: "isp1 returns" },
     ]);

@@ -6,6 +6,7 @@ import { planGateway } from "../components/plan";
 import { bundleFingerprint, renderBundle } from "../components/render";
 import { loadSiteFile } from "../components/site-file";
 import { fleetExitCode, fleetTable, fleetWorker, runFleet, type FleetOp } from "./fleet";
+import { defaultLabDir, labDown, labUp } from "../lab/builtin";
 import { progress } from "./progress";
 import { resolveTargets, withTargetOptions, type TargetOptions } from "./targets";
 import { stackNames, usePulumiToolchain } from "./workspace";
@@ -99,6 +100,15 @@ export function program(setExitCode: (code: number) => void = () => {}): Command
     if (op === "preview" || op === "up") sub.option("--diff", "print each stack's rule diff");
     sub.action(async (opts: FleetCliOptions) => setExitCode(await fleet(op, opts)));
   }
+  cli
+    .command("lab [down]")
+    .description("build the built-in lab (root): namespace gateways with 2 and 3 uplinks behind real sshd, deployed by pulumi up, then shares and a failover measured; `lab down` removes it all")
+    .option("--dir <dir>", "where the lab keeps its files", defaultLabDir())
+    .action(async (down: string | undefined, opts: { dir: string }) => {
+      if (down !== undefined && down !== "down") throw new Error(`unknown lab action "${down}" (say nothing, or down)`);
+      await (down ? labDown(opts.dir) : labUp(opts.dir));
+    });
+
   cli
     .command("fleet-worker <op> <stack>", { hidden: true })
     .option("--cwd <dir>", "", ".")

@@ -41,6 +41,8 @@ export interface LabOptions {
   prefix?: string;
   /** The LAN is 198.18.<lanIndex>.0/24. Default 1. */
   lanIndex?: number;
+  /** Where the scratch directory goes. Default: the system's temp directory. */
+  parent?: string;
   /** TCP ports served on both server addresses. Default 22, 25, 80, 443, 8080, 5001. */
   tcpPorts?: number[];
   /** UDP echo ports on both server addresses. Default 5001. */
@@ -75,6 +77,7 @@ export class Lab {
   private readonly created: string[] = [];
   private destroyed = false;
   private scratch = "";
+  private readonly parent: string;
 
   constructor(options: LabOptions = {}) {
     const prefix = options.prefix ?? `mwt-${randomBytes(3).toString("hex")}`;
@@ -87,6 +90,7 @@ export class Lab {
     this.lanInfo = t.lan;
     this.tcpPorts = options.tcpPorts ?? DEFAULT_TCP_PORTS;
     this.udpPorts = options.udpPorts ?? DEFAULT_UDP_PORTS;
+    this.parent = options.parent ?? tmpdir();
   }
 
   /** Fresh scratch directory (e.g. for MULTIWAN_ROOT), removed on destroy. */
@@ -98,7 +102,7 @@ export class Lab {
   async build(): Promise<void> {
     const t = this.topology;
     const all = [t.ns.gw, t.ns.lan, t.ns.net, ...t.ns.isp];
-    this.scratch = await mkdtemp(path.join(tmpdir(), `${this.prefix}-root-`));
+    this.scratch = await mkdtemp(path.join(this.parent, `${this.prefix}-root-`));
     // One at a time, recording each success: a half-built lab must be torn down, but a name that
     // already existed (`ip netns add` fails on it) is someone else's and must not be.
     for (const name of all) {
@@ -127,36 +131,18 @@ export class Lab {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
-    await Promise.all([...this.processes].map((p) => p.kill()));
-    // Processes a test started inside the lab's namespaces without spawn() (e.g. a health daemon
-    // that apply.sh detached) would keep a deleted namespace alive: end them too. `ip netns pids`
-    // lists only processes inside these namespaces, which exist only for this lab.
-    const strays: number[] = [];
-    for (const ns of this.created) {
-      const { stdout } = await run(["ip", "netns", "pids", ns], { timeoutMs: 5000 });
-      strays.push(...stdout.split(/\s+/).filter(Boolean).map(Number));
-    }
-    for (const pid of strays) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    for (let i = 0; i < 40 && strays.some(isRunning); i++) await sleep(50);
-
-    const problems: string[] = [];
-    if (this.created.length) {
-      // -force: keep deleting the others if one fails.
-      await run(["ip", "-force", "-batch", "-"], { input: this.created.map((n) => `netns del ${n}\n`).join("") });
-      const left = (await run(["ip", "netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]);
-      const kept = this.created.filter((n) => left.includes(n));
-      if (kept.length) problems.push(`namespaces not deleted: ${kept.join(" ")}`);
-    }
-    const survivors = strays.filter(isRunning);
-    if (survivors.length) problems.push(`processes still running: ${survivors.join(" ")}`);
+    await this.release();
+    const problems = await removeNamespaces(this.created);
     if (this.scratch) await rm(this.scratch, { recursive: true, force: true }).catch((e: Error) => problems.push(e.message));
     if (problems.length) throw new Error(`lab ${this.prefix} cleanup: ${problems.join("; ")}`);
+  }
+
+  /**
+   * Ends the processes this lab started (server, traffic), leaving the namespaces and whatever runs
+   * in them on its own (sshd, health daemons): `multiwan lab` hands the lab over this way.
+   */
+  async release(): Promise<void> {
+    await Promise.all([...this.processes].map((p) => p.kill()));
   }
 
   /** Runs argv (no shell) in a lab namespace, given as key ("gw", "isp1") or full name. */
@@ -268,6 +254,42 @@ export class Lab {
     if (!this.links.some((l) => l.name === link)) throw new Error(`no link ${link} in lab ${this.prefix}`);
     return this.resolveNs(link);
   }
+}
+
+/**
+ * Kills every process inside the namespaces (e.g. a health daemon apply.sh detached, which would keep
+ * a deleted namespace alive), then deletes them; returns what could not be removed. `ip netns pids`
+ * lists only processes inside these namespaces, which belong to the lab alone.
+ */
+export async function removeNamespaces(names: readonly string[]): Promise<string[]> {
+  const strays: number[] = [];
+  for (const ns of names) {
+    const { stdout } = await run(["ip", "netns", "pids", ns], { timeoutMs: 5000 });
+    strays.push(...stdout.split(/\s+/).filter(Boolean).map(Number));
+  }
+  for (const pid of strays) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  for (let i = 0; i < 40 && strays.some(isRunning); i++) await sleep(50);
+  const problems: string[] = [];
+  if (names.length) {
+    // -force: keep deleting the others if one fails.
+    await run(["ip", "-force", "-batch", "-"], { input: names.map((n) => `netns del ${n}\n`).join("") });
+    const kept = (await namespaces()).filter((n) => names.includes(n));
+    if (kept.length) problems.push(`namespaces not deleted: ${kept.join(" ")}`);
+  }
+  const survivors = strays.filter(isRunning);
+  if (survivors.length) problems.push(`processes still running: ${survivors.join(" ")}`);
+  return problems;
+}
+
+/** Every network namespace of the host. */
+export async function namespaces(): Promise<string[]> {
+  return (await run(["ip", "netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
 }
 
 /** Builds a lab; on failure, tears down whatever was built before rethrowing. */

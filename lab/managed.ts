@@ -17,15 +17,26 @@ export interface ManagedGateway {
 /** A command in the host's (root) namespace. */
 const host = (argv: string[]) => execFileSync(argv[0], argv.slice(1), { timeout: 10_000, stdio: "pipe" });
 
-/** Over a management port: host side 198.18.201.(8k+1)/29, gateway side .(8k+2) on its `mgmt0`. */
-async function managePort(lab: Lab, k: number, key: ClientKey): Promise<ManagedGateway> {
-  const hostIf = `mwm${process.pid % 100000}x${k}`.slice(0, 15);
-  const address = `198.18.201.${8 * k + 2}`;
+export interface PortOptions {
+  /** The host's /24 for management links; default 198.18.201 (tests), `multiwan lab` uses its own. */
+  net?: string;
+  /** Host-side interface name; default from this process's pid and k. */
+  hostIf?: string;
+  /** Where sshd's scratch directory goes, and whether it outlives this process (see startSshd). */
+  parent?: string;
+  detach?: boolean;
+}
+
+/** Over a management port: host side NET.(8k+1)/29, gateway side .(8k+2) on its `mgmt0`. */
+export async function managePort(lab: Lab, k: number, key: ClientKey, o: PortOptions = {}): Promise<ManagedGateway> {
+  const net = o.net ?? "198.18.201";
+  const hostIf = o.hostIf ?? `mwm${process.pid % 100000}x${k}`.slice(0, 15);
+  const address = `${net}.${8 * k + 2}`;
   host(["ip", "link", "add", hostIf, "type", "veth", "peer", "name", "mgmt0", "netns", lab.ns.gw]);
-  host(["ip", "addr", "add", `198.18.201.${8 * k + 1}/29`, "dev", hostIf]);
+  host(["ip", "addr", "add", `${net}.${8 * k + 1}/29`, "dev", hostIf]);
   host(["ip", "link", "set", hostIf, "up"]);
   await lab.sh(lab.ns.gw, `ip addr add ${address}/29 dev mgmt0 && ip link set mgmt0 up`, { check: true });
-  const sshd = await startSshd({ netns: lab.ns.gw, address, client: key });
+  const sshd = await startSshd({ netns: lab.ns.gw, address, client: key, parent: o.parent, detach: o.detach });
   return { lab, sshd, address };
 }
 

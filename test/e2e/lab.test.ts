@@ -1,0 +1,77 @@
+// The README's main job: `multiwan lab` builds the built-in lab, deploys it with the real engine and
+// measures it; `multiwan lab down` must then leave the machine as it found it: no namespace, no
+// interface or route, no process and no file of the lab's.
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { REPO, toolchain } from "../helpers/engine";
+
+const multiwan = (...args: string[]) => spawnSync(process.execPath, [join(REPO, "bin/multiwan.js"), ...args], { encoding: "utf8", timeout: 300_000 });
+const sh = (cmd: string) => execFileSync("sh", ["-c", cmd], { encoding: "utf8" });
+
+/** What the lab could leave behind, as a comparable snapshot. */
+function machine() {
+  const cmdline = (pid: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+    } catch {
+      return "";
+    }
+  };
+  return {
+    namespaces: sh("ip netns list").split("\n").map((l) => l.split(" ")[0]).filter(Boolean).sort(),
+    links: sh("ip -o link show").split("\n").map((l) => l.split(":")[1]?.trim()).filter(Boolean).sort(),
+    routes: sh("ip route show table all").split("\n").filter((l) => !/^(local|broadcast|multicast) /.test(l)).sort(),
+    rules: sh("ip rule show"),
+    iptables: sh("iptables-save | grep -v '^#' || true"),
+    // Every process the lab may start: sshd, health daemon, apply.sh watchdog, traffic agents, pulumi.
+    processes: readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => /multiwan|mwl-|agent\.cjs|pulumi|sshd_config/.test(cmdline(p)) && !cmdline(p).includes("vitest")),
+    // tsx keeps its compile cache in tmpdir; it is the toolchain's, not the lab's.
+    tmp: readdirSync(tmpdir()).filter((f) => !f.startsWith("tsx-")).sort(),
+    pulumiHome: existsSync(join(homedir(), ".pulumi")),
+  };
+}
+
+describe("multiwan lab", () => {
+  it("deploys the built-in lab, shows exact shares and a failover, and lab down leaves nothing behind", () => {
+    toolchain([]);
+    const before = machine();
+    let down;
+    try {
+      const up = multiwan("lab");
+      console.log(up.stdout, up.stderr);
+      expect(up.status, up.stderr).toBe(0);
+      // Both gateways deployed by one `pulumi up` of the lab stack.
+      expect(up.stdout).toMatch(/^lab\s+2\s+5 create\s+.*ok$/m);
+      // Measured equals expected, link by link: 5:3:2 on hq, 3:1 on branch.
+      const shares = [...up.stdout.matchAll(/^\s+(isp\d)\s+weight (\d+)\s+expected ([\d.]+) %\s+measured ([\d.]+) %$/gm)];
+      expect(shares.map((m) => `${m[1]} ${m[3]} ${m[4]}`)).toEqual([
+        "isp1 50.0 50.0",
+        "isp2 30.0 30.0",
+        "isp3 20.0 20.0",
+        "isp1 75.0 75.0",
+        "isp2 25.0 25.0",
+      ]);
+      expect(up.stdout).toMatch(/^hq: 1000 new connections from the LAN, 0 failed$/m);
+      // The failover: the daemon takes isp1 out within a few seconds of the break at 3 s and puts
+      // it back after the restore at 10 s; failures stop soon after the break.
+      const down1 = Number(/health daemon: isp1 down at ([\d.]+) s/.exec(up.stdout)?.[1]);
+      const up1 = Number(/health daemon: isp1 up at ([\d.]+) s/.exec(up.stdout)?.[1]);
+      expect(down1).toBeGreaterThan(3);
+      expect(down1).toBeLessThan(6);
+      expect(up1).toBeGreaterThan(10);
+      expect(up1).toBeLessThan(16);
+      const last = Number(/the last one started ([\d.]+) s after the break/.exec(up.stdout)?.[1]);
+      expect(last).toBeLessThan(3.5);
+      // The lab stays up for a look until `lab down`.
+      expect(machine().namespaces.filter((n) => n.startsWith("mwl-"))).toHaveLength(11);
+    } finally {
+      down = multiwan("lab", "down");
+    }
+    expect(down.status, down.stderr).toBe(0);
+    expect(down.stdout).toMatch(/^removed 11 namespaces and /m);
+    expect(machine()).toEqual(before);
+  });
+});
