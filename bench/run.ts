@@ -3,8 +3,9 @@
 //      comparison, the seed recipe's mark-guarded nth rules on the same lab);
 //   2. a failover timeline: uplink 1 breaks upstream, then comes back, under 20 new connections/s
 //      (printed per second and drawn as docs/failover-timeline.svg);
-//   3. `multiwan drift` over 20 SSH-managed namespace gateways (target: under 5 s);
-//   4. time to validate, plan and render the bundles of 1000 gateways.
+//   3. kernel multipath on the same lab, for comparison: its split (L3 and L4 hash) and an outage;
+//   4. `multiwan drift` over 20 SSH-managed namespace gateways (target: under 5 s);
+//   5. time to validate, plan and render the bundles of 1000 gateways.
 import { parseSite } from "../components/config";
 import { planGateway } from "../components/plan";
 import { renderBundle } from "../components/render";
@@ -22,13 +23,14 @@ import { timelineSvg, timelineTable } from "../lab/timeline";
 const CONNECTIONS = 2000;
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
 
-async function measure(lab: Lab, label: string, weights: number[], markMask?: number) {
+/** `markMask` null: the setup marks nothing, so there is no unmarked count to report. */
+async function measure(lab: Lab, label: string, weights: number[], markMask?: number | null) {
   const results = await lab.openConnections(CONNECTIONS, { concurrency: 20 });
   const shares = lab.shares(results);
   const total = weights.reduce((a, b) => a + b, 0);
   const failed = results.filter((r) => !r.ok).length;
-  const unmarked = await unmarkedConnections(lab, lab.serverAddress, markMask);
-  console.log(`\n${label}: ${CONNECTIONS} new connections, ${failed} failed, ${unmarked} unmarked`);
+  const unmarked = markMask === null ? "" : `, ${await unmarkedConnections(lab, lab.serverAddress, markMask)} unmarked`;
+  console.log(`\n${label}: ${CONNECTIONS} new connections, ${failed} failed${unmarked}`);
   lab.links.forEach((l, i) => {
     const want = weights[i] / total;
     const got = shares[l.name];
@@ -81,6 +83,33 @@ async function failoverTimeline() {
     ]);
     writeFileSync(join(__dirname, "..", "docs", "failover-timeline.svg"), svg);
   });
+}
+
+/**
+ * Kernel multipath, the no-daemon alternative: one default route with weighted next hops, hashed
+ * per flow (L3: addresses only, the default; L4: with ports), SNAT per uplink. No health checks.
+ */
+async function kernelMultipath() {
+  for (const policy of [0, 1]) {
+    await withLab({ links: 2 }, async (lab) => {
+      const [l1, l2] = lab.links;
+      await lab.sh(
+        lab.ns.gw,
+        [
+          `sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=${policy}`,
+          `ip route replace default nexthop via ${l1.gateway} dev ${l1.interface} weight 3 nexthop via ${l2.gateway} dev ${l2.interface} weight 1`,
+          `iptables -t nat -A POSTROUTING -o ${l1.interface} -j SNAT --to-source ${l1.address}`,
+          `iptables -t nat -A POSTROUTING -o ${l2.interface} -j SNAT --to-source ${l2.address}`,
+        ].join(" && "),
+        { check: true },
+      );
+      await measure(lab, `kernel multipath (hash policy ${policy}: ${policy ? "L4" : "L3"}), 2 links 3:1`, [3, 1], null);
+      if (!policy) return;
+      const run = await runFailover(lab, { link: "isp1", breakAt: 3, restoreAt: 13, seconds: 16, ratePerSec: 20 });
+      const during = run.results.filter((r) => r.startedAt - run.results[0].startedAt >= 3000 && r.startedAt - run.results[0].startedAt < 12000);
+      console.log(`  isp1 broken upstream for 10 s at 20 conn/s: ${during.filter((r) => !r.ok).length} of ${during.length} connections started in seconds 3-12 failed (nothing notices)`);
+    });
+  }
 }
 
 async function driftFleet(count: number) {
@@ -151,6 +180,7 @@ const SECTIONS: Record<string, () => Promise<void> | void> = {
     }
   },
   failover: failoverTimeline,
+  multipath: kernelMultipath,
   drift: () => driftFleet(20),
   render: () => renderFleet(1000),
 };

@@ -83,7 +83,7 @@ export function program(setExitCode: (code: number) => void = () => {}): Command
 
   const fleetCli = cli
     .command("fleet")
-    .description("one operation over every site stack of the project (or --stacks GLOB), in parallel; a failing stack does not stop the others (exit 1 if any failed, 2 if any drifted)");
+    .description("one operation over every site stack of the project (or --stacks GLOB), in parallel; a failing stack does not stop the others (exit 1 if any failed, 2 if any drifted or has a link down)");
   const fleetOps: [FleetOp, string][] = [
     ["preview", "what `pulumi up` would change on each stack"],
     ["up", "deploy each stack (confirm-or-rollback on every gateway)"],
