@@ -11,7 +11,7 @@ import { probeAll, stackTargets } from "./drift";
 import { statusAll, statusExitCode, statusTable } from "./status";
 import { mapLimit } from "./pool";
 import type { Progress } from "./progress";
-import { selectStack } from "./workspace";
+import { engineMessage, selectStack } from "./workspace";
 
 export type FleetOp = "preview" | "up" | "drift" | "status";
 const GATEWAY_TYPE = "multiwan:index:Gateway";
@@ -54,10 +54,8 @@ const opSummary = (ops: OpMap | undefined) =>
  * else the `error:` lines of the CLI's output.
  */
 function failure(diagnostics: { urn?: string; message: string }[], thrown: unknown): string {
-  const message = thrown instanceof Error ? thrown.message : String(thrown);
-  const fromCli = message.split("\n").filter((l) => l.startsWith("error: ")).map((l) => l.slice(7));
   const ordered = [...diagnostics.filter((d) => d.urn), ...diagnostics.filter((d) => !d.urn)].map((d) => d.message.trim());
-  const text = ordered.find(Boolean) ?? (fromCli.length ? [...new Set(fromCli)].join("\n") : message);
+  const text = ordered.find(Boolean) ?? engineMessage(thrown);
   // eslint-disable-next-line no-control-regex
   return text.replace(/\x1b\[[0-9;]*m/g, "").split("\n").filter((l) => l.trim()).slice(0, 12).join("\n");
 }

@@ -9,7 +9,7 @@ import { fleetExitCode, fleetTable, fleetWorker, runFleet, type FleetOp } from "
 import { defaultLabDir, labDown, labUp } from "../lab/builtin";
 import { progress } from "./progress";
 import { resolveTargets, withTargetOptions, type TargetOptions } from "./targets";
-import { stackNames, usePulumiToolchain } from "./workspace";
+import { engineMessage, requirePulumi, stackNames, usePulumiToolchain } from "./workspace";
 import { addStatusCommand } from "./status";
 import { driftExitCode, driftTable, probeAll } from "./drift";
 
@@ -34,16 +34,21 @@ interface FleetCliOptions {
   stacks: string;
   parallel: string;
   diff?: boolean;
+  json?: boolean;
 }
 
 async function fleet(op: FleetOp, opts: FleetCliOptions): Promise<number> {
+  requirePulumi();
   const stacks = await stackNames(opts.cwd, opts.stacks);
   if (!stacks.length) throw new Error(`no stack of the project in ${opts.cwd} matches "${opts.stacks}"`);
   const parallel = Math.max(1, Number(opts.parallel) || 1);
   console.error(`multiwan fleet ${op}: ${stacks.length} stacks, ${Math.min(parallel, stacks.length)} at a time`);
   const rows = await runFleet(op, stacks, { cwd: opts.cwd, parallel, diff: opts.diff, progress: progress(stacks) });
-  for (const r of rows.filter((r) => r.detail)) console.log(`\n=== ${r.stack}\n${r.detail!.trimEnd()}`);
-  console.log(`\n${fleetTable(rows)}`);
+  if (opts.json) console.log(JSON.stringify(rows, null, 2));
+  else {
+    for (const r of rows.filter((r) => r.detail)) console.log(`\n=== ${r.stack}\n${r.detail!.trimEnd()}`);
+    console.log(`\n${fleetTable(rows)}`);
+  }
   return fleetExitCode(rows);
 }
 
@@ -96,7 +101,8 @@ export function program(setExitCode: (code: number) => void = () => {}): Command
       .description(description)
       .option("--cwd <dir>", "the Pulumi project directory", ".")
       .option("--stacks <glob>", "only stacks whose name matches (*, ?, [abc])", "*")
-      .option("--parallel <n>", "stacks at once", "4");
+      .option("--parallel <n>", "stacks at once", "4")
+      .option("--json", "the rows as JSON (progress still goes to stderr)");
     if (op === "preview" || op === "up") sub.option("--diff", "print each stack's rule diff");
     sub.action(async (opts: FleetCliOptions) => setExitCode(await fleet(op, opts)));
   }
@@ -127,7 +133,7 @@ export async function main(argv: string[]): Promise<number> {
     return code;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 1;
-    console.error(e instanceof ConfigError ? e.message : `multiwan: ${(e as Error).message}`);
+    console.error(e instanceof ConfigError ? e.message : `multiwan: ${engineMessage(e)}`);
     return 1;
   }
 }

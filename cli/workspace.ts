@@ -26,6 +26,14 @@ export function usePulumiToolchain(): void {
   process.env.PULUMI_DIY_BACKEND_NO_LEGACY_WARNING ??= "true";
 }
 
+/** Throws a clear message, not ENOENT from deep inside, when no `pulumi` CLI is reachable. */
+export function requirePulumi(): void {
+  usePulumiToolchain();
+  if (!(process.env.PATH ?? "").split(delimiter).some((d) => d && existsSync(join(d, "pulumi")))) {
+    throw new Error("no pulumi CLI found: run scripts/install.sh (it builds one into .tools/pulumi/bin), or install Pulumi");
+  }
+}
+
 export async function workspace(cwd: string): Promise<LocalWorkspace> {
   usePulumiToolchain();
   return LocalWorkspace.create({ workDir: resolve(cwd), program });
@@ -54,4 +62,11 @@ export function initSiteStack(cwd: string, name: string, site: unknown, privateK
     execFileSync("pulumi", [...args, "--non-interactive"], { cwd, env, input, stdio: ["pipe", "ignore", "pipe"], timeout: 60_000 });
   pulumi(["stack", "init", name]);
   pulumi(["config", "set", "--secret", "multiwan:sshPrivateKey", "--stack", name], privateKey);
+}
+
+/** What the engine said about a failed command: its `error:` lines, else the whole message. */
+export function engineMessage(thrown: unknown): string {
+  const message = thrown instanceof Error ? thrown.message : String(thrown);
+  const errors = message.split("\n").filter((l) => l.startsWith("error: ")).map((l) => l.slice(7));
+  return errors.length ? [...new Set(errors)].join("\n") : message;
 }

@@ -9,8 +9,9 @@ import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
 import { fleetTable, runFleet } from "../cli/fleet";
 import { progress } from "../cli/progress";
-import { initSiteStack } from "../cli/workspace";
+import { initSiteStack, requirePulumi } from "../cli/workspace";
 import { runFailover } from "./failover";
+import { run } from "./exec";
 import { createLab, namespaces, removeNamespaces, type Lab } from "./lab";
 import { managePort, type ManagedGateway } from "./managed";
 import { clientKey } from "./sshd";
@@ -77,6 +78,7 @@ async function measureShares(name: string, weights: number[], lab: Lab, say: (s:
 
 export async function labUp(dir: string, say: (s: string) => void = console.log): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("multiwan lab needs root: it builds network namespaces (run it with sudo)");
+  requirePulumi();
   await labDown(dir, () => {}); // a previous lab's leftovers
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (!existsSync(SSHD_RUN)) writeFileSync(join(dir, CREATED_SSHD_RUN), "");
@@ -126,6 +128,10 @@ export async function labUp(dir: string, say: (s: string) => void = console.log)
 
 /** Removes every mwl-* namespace with all that runs in it (sshd, daemons), and the lab's directory. */
 export async function labDown(dir: string, say: (s: string) => void = console.log): Promise<void> {
+  // The management links' host ends first: a deleted namespace takes its veth pairs along only
+  // later, in the kernel's own time.
+  const links = (await run(["ip", "-o", "link", "show"])).stdout.split("\n").map((l) => l.split(": ")[1]?.split("@")[0] ?? "");
+  for (const link of links.filter((l) => l.startsWith(PREFIX))) await run(["ip", "link", "del", link], { check: true });
   const ours = (await namespaces()).filter((n) => n.startsWith(PREFIX));
   const problems = await removeNamespaces(ours);
   if (existsSync(join(dir, CREATED_SSHD_RUN))) {

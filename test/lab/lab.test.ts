@@ -43,7 +43,7 @@ describe("lab plan", () => {
     }
     const names = vethLines(plan).flatMap((l) => [l.split(" ")[2], l.split(" name ")[1].split(" ")[0]]);
     expect(names.filter((n) => n.length > 15)).toEqual([]);
-    expect(() => planTopology("lab-1", 2, 1)).toThrow(/mwt-/);
+    expect(() => planTopology("lab-1", 2, 1)).toThrow(/mw\[tl\]-/);
   });
 });
 
