@@ -21,11 +21,14 @@ export interface RemoteResult {
 
 /** The session failed: before it was open (unreachable, refused, wrong host key: nothing ran), or after. */
 export class ConnectError extends Error {
-  constructor(
-    message: string,
-    readonly afterReady = false,
-  ) {
+  readonly afterReady: boolean;
+  constructor(message: string, afterReady = false) {
     super(message);
+    // Set again: inside a dynamic provider, Pulumi's closure serializer turns `super(message)` into
+    // a call that leaves `message` unset (a test saw "cannot connect …: undefined").
+    this.message = message;
+    this.name = "ConnectError";
+    this.afterReady = afterReady;
   }
 }
 

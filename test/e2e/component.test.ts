@@ -115,7 +115,8 @@ describe("pulumi up / preview / destroy through the Gateway component", () => {
         await s.setConfigObject("multiwan:site", cut);
         const failed = await s.up({ allowFailure: true });
         expect(failed.code).not.toBe(0);
-        expect(failed.stdout + failed.stderr).toMatch(/gw2: the new rules were applied, but a fresh SSH connection could not confirm them/);
+        // …and says why, in ssh2's words (a lost message once read "(undefined)").
+        expect(failed.stdout + failed.stderr).toMatch(/gw2: the new rules were applied, but a fresh SSH connection could not confirm them \((?!undefined)\w[^)]+\)/);
         await new Promise((r) => setTimeout(r, 10_000)); // rollbackAfter is 8 s
         expect(await gatewayState(gws[1].lab)).toEqual(before);
 

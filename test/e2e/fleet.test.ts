@@ -1,6 +1,7 @@
-// `multiwan fleet` over three site stacks of one project, each a namespace gateway behind a real
-// sshd, with the real engine: one stack's config is broken on purpose, the other two must still
-// be previewed and deployed, and the summary and exit code must say which one failed.
+// `multiwan fleet` over site stacks of one project, each a namespace gateway behind a real sshd,
+// with the real engine. Broken on purpose: site-b's config (fails preview and up) and site-d's
+// pinned host key (previews fine, fails on the gateway). The others must still be previewed and
+// deployed, and the summary and exit code must say which failed and why.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -53,8 +54,12 @@ describe("multiwan fleet", () => {
         // Broken on purpose: a weight of 0 is refused with its field path.
         initSiteStack(dir, "site-b", site(gws[1], [0, 1]), key.privateKey, env);
         initSiteStack(dir, "site-c", site(gws[2], [1, 1]), key.privateKey, env);
+        // site-b's gateway (never deployed), pinned to another gateway's host key.
+        const impostor = site(gws[1], [1, 1]);
+        impostor.gateways[0].connection.hostKey = gws[0].sshd.hostKey;
+        initSiteStack(dir, "site-d", impostor, key.privateKey, env);
         const fleet = (...args: string[]) => {
-          const r = spawnSync(process.execPath, [join(REPO, "bin/multiwan.js"), "fleet", ...args, "--cwd", dir, "--parallel", "3"], { env, encoding: "utf8", timeout: 300_000 });
+          const r = spawnSync(process.execPath, [join(REPO, "bin/multiwan.js"), "fleet", ...args, "--cwd", dir, "--parallel", "4"], { env, encoding: "utf8", timeout: 300_000 });
           console.log(r.stdout + r.stderr);
           return { code: r.status, out: r.stdout, err: r.stderr };
         };
@@ -64,9 +69,10 @@ describe("multiwan fleet", () => {
         expect(preview.code).toBe(1);
         expect(row(preview.out, "site-a")).toEqual(["site-a", "1", "3 create", expect.stringMatching(/s$/), "ok"]);
         expect(row(preview.out, "site-c")).toEqual(["site-c", "1", "3 create", expect.stringMatching(/s$/), "ok"]);
+        expect(row(preview.out, "site-d")?.at(-1)).toBe("ok");
         expect(row(preview.out, "site-b")?.at(-1)).toBe("failed");
         expect(preview.out).toMatch(/site-b failed:\n.*\n\s+gateways\[0\]\.links\[0\]\.weight: Too small/);
-        expect(preview.out).toContain("3 stacks: 2 ok, 0 drifted, 0 degraded, 1 failed");
+        expect(preview.out).toContain("4 stacks: 3 ok, 0 drifted, 0 degraded, 1 failed");
         // Plain progress lines when not on a terminal, one per step.
         expect(preview.err).toMatch(/^site-a\s+create gw1-push$/m);
 
@@ -75,12 +81,16 @@ describe("multiwan fleet", () => {
         expect(row(up.out, "site-a")?.slice(1, 3)).toEqual(["1", "3 create"]);
         expect(row(up.out, "site-c")?.slice(1, 3)).toEqual(["1", "3 create"]);
         expect(row(up.out, "site-b")?.at(-1)).toBe("failed");
+        expect(row(up.out, "site-d")?.at(-1)).toBe("failed");
+        expect(up.out).toMatch(/site-d failed:\n.*host key does not match the pinned connection\.hostKey/);
+        expect(up.out).toContain("4 stacks: 2 ok, 0 drifted, 0 degraded, 2 failed");
         // The two good sites balance; the broken one was left alone.
         for (const [g, want] of [[gws[0], { isp1: 0.75, isp2: 0.25 }], [gws[2], { isp1: 0.5, isp2: 0.5 }]] as const) {
           const results = await g.lab.openConnections(200);
           expect(g.lab.shares(results)).toEqual(want);
         }
         expect((await gws[1].lab.sh("gw", "iptables-save -t mangle")).stdout).not.toContain("MWAN");
+        expect((await gws[0].lab.sh("gw", "iptables-save -t mangle")).stdout).toContain("MWAN-BALANCE");
 
         const again = fleet("preview", "--stacks", "site-[ac]");
         expect(again.code).toBe(0);
