@@ -7,6 +7,7 @@ import type { EngineEvent, OpMap } from "@pulumi/pulumi/automation";
 import { spawn } from "node:child_process";
 import { writeSync } from "node:fs";
 import { join } from "node:path";
+import { bundleLineChanges } from "../components/render";
 import { probeAll, stackTargets } from "./drift";
 import { statusAll, statusExitCode, statusTable } from "./status";
 import { mapLimit } from "./pool";
@@ -60,14 +61,23 @@ function failure(diagnostics: { urn?: string; message: string }[], thrown: unkno
   return text.replace(/\x1b\[[0-9;]*m/g, "").split("\n").filter((l) => l.trim()).slice(0, 12).join("\n");
 }
 
+const PUSH_TYPE = "pulumi-nodejs:dynamic:Resource";
+
 async function engineOp(op: "preview" | "up", name: string, o: StackOptions, report: Report): Promise<Outcome> {
   const gateways = new Set<string>();
+  // Per updated gateway, the size of its rule change: what a reviewer of the diff will read.
+  const lines = new Map<string, string>();
   const diagnostics: { urn?: string; message: string }[] = [];
   const onEvent = (e: EngineEvent) => {
     const m = e.resourcePreEvent?.metadata;
     if (m) {
       if (m.type === GATEWAY_TYPE) gateways.add(m.urn);
       if (m.op !== "same") report(`${m.op} ${m.urn.split("::").pop()}`);
+      const [before, after] = [m.old?.inputs, m.new?.inputs];
+      if (m.type === PUSH_TYPE && m.op === "update" && before?.files && after?.files) {
+        const { added, removed } = bundleLineChanges(before.files, after.files);
+        lines.set(after.gateway, `${after.gateway} +${added} -${removed} lines`);
+      }
     }
     const d = e.diagnosticEvent;
     if (d?.severity === "error") diagnostics.push({ urn: d.urn, message: d.message });
@@ -77,7 +87,7 @@ async function engineOp(op: "preview" | "up", name: string, o: StackOptions, rep
     report(op === "up" ? "updating" : "previewing");
     const opts = { onEvent, diff: o.diff, color: "never" as const };
     const r = op === "up" ? await stack.up(opts) : await stack.preview(opts);
-    const changes = opSummary("summary" in r ? r.summary.resourceChanges : r.changeSummary);
+    const changes = [opSummary("summary" in r ? r.summary.resourceChanges : r.changeSummary), ...[...lines.values()].sort()].join(", ");
     return { gateways: gateways.size, changes, result: "ok", ...(o.diff ? { detail: r.stdout } : {}) };
   } catch (e) {
     return { gateways: gateways.size || null, changes: "", result: "failed", error: failure(diagnostics, e) };

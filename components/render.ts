@@ -57,3 +57,24 @@ export function bundleFingerprint(bundle: Bundle): string {
   for (const name of Object.keys(bundle).sort()) hash.update(`${name}\0${bundle[name]}\0`);
   return hash.digest("hex");
 }
+
+/**
+ * How many lines a new bundle adds and removes against an old one, file by file, counted as
+ * multisets (a diff's +/- without its order): the size of a change a reviewer will read.
+ */
+export function bundleLineChanges(before: Bundle, after: Bundle): { added: number; removed: number } {
+  let added = 0;
+  let removed = 0;
+  const lines = (text: string | undefined) => (text === undefined ? [] : text.split("\n"));
+  for (const file of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const left = new Map<string, number>();
+    for (const line of lines(before[file])) left.set(line, (left.get(line) ?? 0) + 1);
+    for (const line of lines(after[file])) {
+      const n = left.get(line) ?? 0;
+      if (n) left.set(line, n - 1);
+      else added++;
+    }
+    for (const n of left.values()) removed += n;
+  }
+  return { added, removed };
+}

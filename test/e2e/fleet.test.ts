@@ -92,9 +92,15 @@ describe("multiwan fleet", () => {
         expect((await gws[1].lab.sh("gw", "iptables-save -t mangle")).stdout).not.toContain("MWAN");
         expect((await gws[0].lab.sh("gw", "iptables-save -t mangle")).stdout).toContain("MWAN-BALANCE");
 
+        // A weight change on site-c: the table says how big the rule change is, per gateway.
+        const stackFile = join(dir, "Pulumi.site-c.yaml");
+        const settings = parse(readFileSync(stackFile, "utf8"));
+        settings.config["multiwan:site"] = site(gws[2], [2, 1]);
+        writeFileSync(stackFile, stringify(settings));
         const again = fleet("preview", "--stacks", "site-[ac]");
         expect(again.code).toBe(0);
         expect(again.out).toMatch(/^site-a\s+1\s+no changes\s+.*ok$/m);
+        expect(again.out).toMatch(/^site-c\s+1\s+1 update, gw1 \+\d+ -\d+ lines\s+.*ok$/m);
 
         const status = fleet("status", "--stacks", "site-[ac]");
         expect(status.code, status.out).toBe(0);

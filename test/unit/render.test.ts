@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { planGateway } from "../../components/plan";
-import { bundleFingerprint, renderBundle } from "../../components/render";
+import { bundleFingerprint, bundleLineChanges, renderBundle } from "../../components/render";
 import { loadSiteFile } from "../../components/site-file";
 import { gateway } from "./fixtures";
 
@@ -224,5 +224,22 @@ describe("the shipped examples", () => {
       await expect(bundle["iptables.rules"]).toMatchFileSnapshot(`__snapshots__/${example}.${gw.name}.iptables.rules`);
       await expect(bundle["ip.batch"]).toMatchFileSnapshot(`__snapshots__/${example}.${gw.name}.ip.batch`);
     }
+  });
+});
+
+describe("bundleLineChanges", () => {
+  it("counts the lines a change adds and removes, file by file", () => {
+    const before = { "a.rules": "keep\nold\nkeep", "gone.rules": "x\ny" };
+    const after = { "a.rules": "keep\nkeep\nnew\nnew", "added.rules": "z" };
+    expect(bundleLineChanges(before, after)).toEqual({ added: 3, removed: 3 });
+    expect(bundleLineChanges(before, before)).toEqual({ added: 0, removed: 0 });
+  });
+
+  it("sees a weight change as a few rule lines, not a whole bundle", () => {
+    const gw = gateway();
+    const heavier = { ...gw, links: gw.links.map((l, i) => (i === 0 ? { ...l, weight: l.weight + 1 } : l)) };
+    const { added, removed } = bundleLineChanges(renderBundle(planGateway(gw)), renderBundle(planGateway(heavier)));
+    expect(added).toBeGreaterThan(0);
+    expect(added + removed).toBeLessThan(60);
   });
 });
