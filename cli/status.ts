@@ -61,7 +61,7 @@ export function statusTable(rows: StatusRow[], now: Date = new Date()): string {
       l.status,
       l.since ? `${stamp(l.since)} (${age(now.getTime() - l.since.getTime())})` : "",
       l.connections === null ? "-" : String(l.connections),
-      l.connections === null ? "-" : `${(l.share * 100).toFixed(1)} %`,
+      l.connections === null || !r.total ? "-" : `${(l.share * 100).toFixed(1)} %`, // no connections: no share
     ]);
   });
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));

@@ -7,8 +7,10 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
+import { stackTargets } from "../cli/drift";
 import { fleetTable, runFleet } from "../cli/fleet";
 import { progress } from "../cli/progress";
+import { statusAll, statusTable } from "../cli/status";
 import { initSiteStack, requirePulumi } from "../cli/workspace";
 import { runFailover } from "./failover";
 import { run } from "./exec";
@@ -108,6 +110,15 @@ export async function labUp(dir: string, say: (s: string) => void = console.log)
     for (const [i, g] of GATEWAYS.entries()) await measureShares(g.name, g.weights, gws[i].lab, say);
 
     const hq = gws[0].lab;
+    // What `multiwan status` shows while hq's LAN holds 20 open connections.
+    const held = await hq.longLived(20, { durationMs: 30_000 });
+    try {
+      say(`\nmultiwan status --stack ${STACK} (hq's LAN holding ${held.established} open connections):`);
+      say(statusTable(await statusAll(await stackTargets(STACK, project), 4)));
+    } finally {
+      await held.stop();
+    }
+
     const plan = { link: "isp1", breakAt: 3, restoreAt: 10, seconds: 18, ratePerSec: 20 };
     say(`\nfailover on hq: ${plan.ratePerSec} new connections/s; isp1 breaks upstream at ${plan.breakAt} s, comes back at ${plan.restoreAt} s`);
     const run = await runFailover(hq, plan);

@@ -55,6 +55,10 @@ describe("multiwan lab", () => {
         "isp2 25.0 25.0",
       ]);
       expect(up.stdout).toMatch(/^hq: 1000 new connections from the LAN, 0 failed$/m);
+      // `multiwan status` over SSH while hq's LAN holds 20 connections: 10 / 6 / 4 by conntrack.
+      for (const [link, conns, share] of [["isp1", 10, "50.0"], ["isp2", 6, "30.0"], ["isp3", 4, "20.0"]]) {
+        expect(up.stdout).toMatch(new RegExp(`^lab\\s+hq\\s+${link}\\s+up\\s+.*\\s${conns}\\s+${share} %$`, "m"));
+      }
       // The failover: the daemon takes isp1 out within a few seconds of the break at 3 s and puts
       // it back after the restore at 10 s; failures stop soon after the break.
       const down1 = Number(/health daemon: isp1 down at ([\d.]+) s/.exec(up.stdout)?.[1]);
