@@ -1,6 +1,7 @@
-// The README's main job: `multiwan lab` builds the built-in lab, deploys it with the real engine and
-// measures it; `multiwan lab down` must then leave the machine as it found it: no namespace, no
-// interface or route, no process and no file of the lab's.
+// The README's main job, run as the README says: `scripts/lab.sh` (install what is missing, then
+// `multiwan lab`) builds the built-in lab, deploys it with the real engine and measures it;
+// `scripts/lab.sh down` must then leave the machine as it found it: no namespace, no interface or
+// route, no process and no file of the lab's.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
@@ -8,7 +9,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { REPO, toolchain } from "../helpers/engine";
 
-const multiwan = (...args: string[]) => spawnSync(process.execPath, [join(REPO, "bin/multiwan.js"), ...args], { encoding: "utf8", timeout: 300_000 });
+const labSh = (...args: string[]) => spawnSync("bash", [join(REPO, "scripts/lab.sh"), ...args], { encoding: "utf8", timeout: 300_000 });
 const sh = (cmd: string) => execFileSync("sh", ["-c", cmd], { encoding: "utf8" });
 
 /** What the lab could leave behind, as a comparable snapshot. */
@@ -27,7 +28,9 @@ function machine() {
     rules: sh("ip rule show"),
     iptables: sh("iptables-save | grep -v '^#' || true"),
     // Every process the lab may start: sshd, health daemon, apply.sh watchdog, traffic agents, pulumi.
-    processes: readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => /multiwan|mwl-|agent\.cjs|pulumi|sshd_config/.test(cmdline(p)) && !cmdline(p).includes("vitest")),
+    processes: readdirSync("/proc")
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => /multiwan|mwl-|agent\.cjs|pulumi|sshd_config|lab\.sh/.test(cmdline(p)) && !cmdline(p).includes("vitest")),
     // tsx keeps its compile cache in tmpdir; it is the toolchain's, not the lab's.
     tmp: readdirSync(tmpdir()).filter((f) => !f.startsWith("tsx-")).sort(),
     pulumiHome: existsSync(join(homedir(), ".pulumi")),
@@ -35,12 +38,12 @@ function machine() {
 }
 
 describe("multiwan lab", () => {
-  it("deploys the built-in lab, shows exact shares and a failover, and lab down leaves nothing behind", () => {
+  it("deploys the built-in lab, shows exact shares, status and a failover, and lab down leaves nothing behind", () => {
     toolchain([]);
     const before = machine();
     let down;
     try {
-      const up = multiwan("lab");
+      const up = labSh();
       console.log(up.stdout, up.stderr);
       expect(up.status, up.stderr).toBe(0);
       // Both gateways deployed by one `pulumi up` of the lab stack.
@@ -72,7 +75,7 @@ describe("multiwan lab", () => {
       // The lab stays up for a look until `lab down`.
       expect(machine().namespaces.filter((n) => n.startsWith("mwl-"))).toHaveLength(11);
     } finally {
-      down = multiwan("lab", "down");
+      down = labSh("down");
     }
     expect(down.status, down.stderr).toBe(0);
     expect(down.stdout).toMatch(/^removed 11 namespaces and /m);
