@@ -1,4 +1,4 @@
-// The `multiwan` command line. Exit codes: 0 ok, 1 error, 2 drift found.
+// The `multiwan` command line. Exit codes: 0 ok, 1 error, 2 drift found or a link down.
 import { Command, CommanderError } from "commander";
 import { ConfigError } from "../components/config";
 import { writeBundle } from "../components/bundle-files";
@@ -8,7 +8,7 @@ import { loadSiteFile } from "../components/site-file";
 import { fleetExitCode, fleetTable, fleetWorker, runFleet, type FleetOp } from "./fleet";
 import { defaultLabDir, labDown, labUp } from "../lab/builtin";
 import { progress } from "./progress";
-import { resolveTargets, withTargetOptions, type TargetOptions } from "./targets";
+import { parallelism, resolveTargets, withTargetOptions, type TargetOptions } from "./targets";
 import { engineMessage, requirePulumi, stackNames, usePulumiToolchain } from "./workspace";
 import { addStatusCommand } from "./status";
 import { driftExitCode, driftTable, probeAll } from "./drift";
@@ -24,7 +24,7 @@ function gatewayOf(configFile: string, name: string) {
 }
 
 async function drift(opts: TargetOptions): Promise<number> {
-  const rows = await probeAll(await resolveTargets(opts), Math.max(1, Number(opts.parallel) || 1));
+  const rows = await probeAll(await resolveTargets(opts), parallelism(opts.parallel));
   console.log(opts.json ? JSON.stringify(rows, null, 2) : driftTable(rows));
   return driftExitCode(rows);
 }
@@ -41,7 +41,7 @@ async function fleet(op: FleetOp, opts: FleetCliOptions): Promise<number> {
   requirePulumi();
   const stacks = await stackNames(opts.cwd, opts.stacks);
   if (!stacks.length) throw new Error(`no stack of the project in ${opts.cwd} matches "${opts.stacks}"`);
-  const parallel = Math.max(1, Number(opts.parallel) || 1);
+  const parallel = parallelism(opts.parallel);
   console.error(`multiwan fleet ${op}: ${stacks.length} stacks, ${Math.min(parallel, stacks.length)} at a time`);
   const rows = await runFleet(op, stacks, { cwd: opts.cwd, parallel, diff: opts.diff, progress: progress(stacks) });
   if (opts.json) console.log(JSON.stringify(rows, null, 2));

@@ -4,7 +4,7 @@ import type { Command } from "commander";
 import { gatewayStatus, type GatewayStatus } from "../components/status";
 import type { DriftTarget } from "./drift";
 import { mapLimit } from "./pool";
-import { resolveTargets, withTargetOptions, type TargetOptions } from "./targets";
+import { parallelism, resolveTargets, withTargetOptions, type TargetOptions } from "./targets";
 
 export interface StatusRow extends GatewayStatus {
   stack?: string;
@@ -81,7 +81,7 @@ export function addStatusCommand(cli: Command, setExitCode: (code: number) => vo
       .command("status")
       .description("each gateway's links now: up or down and since when, open connections and their share (exit 0 all up, 2 a link down or daemon stopped, 1 unreachable or error)"),
   ).action(async (opts: TargetOptions) => {
-    const rows = await statusAll(await resolveTargets(opts), Math.max(1, Number(opts.parallel) || 1));
+    const rows = await statusAll(await resolveTargets(opts), parallelism(opts.parallel));
     console.log(opts.json ? JSON.stringify(rows, null, 2) : statusTable(rows));
     setExitCode(statusExitCode(rows));
   });

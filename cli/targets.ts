@@ -42,3 +42,6 @@ export function withTargetOptions(cmd: Command): Command {
     .option("--parallel <n>", "SSH sessions at once", "20");
 }
 
+
+/** A `--parallel` value: a positive count, 1 for anything else. */
+export const parallelism = (value: string) => Math.max(1, Math.floor(Number(value)) || 1);

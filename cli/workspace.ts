@@ -39,9 +39,14 @@ export async function workspace(cwd: string): Promise<LocalWorkspace> {
   return LocalWorkspace.create({ workDir: resolve(cwd), program });
 }
 
+/** A shell-style glob (`*`, `?`, `[abc]`) as an anchored regular expression. */
+export function globPattern(glob: string): RegExp {
+  return new RegExp(`^${glob.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
+}
+
 /** The project's stack names, sorted, filtered by a glob (`*`, `?`) when given. */
 export async function stackNames(cwd: string, glob = "*"): Promise<string[]> {
-  const re = new RegExp(`^${glob.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
+  const re = globPattern(glob);
   const names = (await (await workspace(cwd)).listStacks()).map((s) => s.name);
   return names.filter((n) => re.test(n)).sort();
 }
