@@ -160,7 +160,12 @@ function runWorker(op: FleetOp, name: string, o: FleetOptions): Promise<Outcome>
   (child.stdio[3] as NodeJS.ReadableStream).setEncoding("utf8").on("data", (d: string) => {
     buf += d;
     for (let i; (i = buf.indexOf("\n")) >= 0; buf = buf.slice(i + 1)) {
-      const msg = JSON.parse(buf.slice(0, i)) as { progress?: string; outcome?: Outcome };
+      let msg: { progress?: string; outcome?: Outcome };
+      try {
+        msg = JSON.parse(buf.slice(0, i));
+      } catch {
+        continue; // not the worker's: without an outcome the stack counts as failed anyway
+      }
       if (msg.progress) o.progress(name, msg.progress);
       if (msg.outcome) outcome = msg.outcome;
     }
