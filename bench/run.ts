@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { withManagedGateways } from "../lab/managed";
+import { managedGateway } from "../lab/site";
 import { deploy, labSite, unmarkedConnections } from "../test/net/deploy";
 import { runFailover } from "../lab/failover";
 import { timelineSvg, timelineTable } from "../lab/timeline";
@@ -118,10 +119,9 @@ async function driftFleet(count: number) {
     try {
       const gateways = [];
       for (const [i, g] of gws.entries()) {
-        const site = labSite(g.lab, { weights: [3, 1] });
-        Object.assign(site.gateways[0], { name: `gw${i + 1}`, connection: { host: g.address, hostKey: g.sshd.hostKey } });
-        await deploy(g.lab, site, { daemon: true });
-        gateways.push(site.gateways[0]);
+        const gw = managedGateway(g, `gw${i + 1}`, [3, 1]);
+        await deploy(g.lab, { gateways: [gw] }, { daemon: true });
+        gateways.push(gw);
       }
       writeFileSync(join(scratch, "site.yaml"), stringify({ gateways }));
       writeFileSync(join(scratch, "key"), key.privateKey, { mode: 0o600 });

@@ -28,10 +28,6 @@ export interface DriftRow extends DriftReport {
 const pulumi = async (args: string[], cwd: string) =>
   (await run("pulumi", [...args, "--non-interactive"], { cwd, maxBuffer: 256 << 20, timeout: 120_000 })).stdout;
 
-export async function allStacks(cwd: string): Promise<string[]> {
-  return (JSON.parse(await pulumi(["stack", "ls", "--json"], cwd)) as { name: string }[]).map((s) => s.name);
-}
-
 /** A value of `stack export --show-secrets`: secrets stay wrapped, their plaintext JSON-encoded. */
 function plain(value: unknown): any {
   const wrapped = value as { plaintext?: string } | null;

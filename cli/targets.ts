@@ -1,7 +1,8 @@
 // Which gateways a command reaches: stacks of the project (their state says what was pushed), or a
 // site file with a key file (what `render` would push). Shared by `drift` and `status`.
 import type { Command } from "commander";
-import { allStacks, fileTargets, stackTargets, type DriftTarget } from "./drift";
+import { fileTargets, stackTargets, type DriftTarget } from "./drift";
+import { stackNames } from "./workspace";
 
 export interface TargetOptions {
   stack: string[];
@@ -21,7 +22,7 @@ export async function resolveTargets(opts: TargetOptions): Promise<DriftTarget[]
     if (!opts.key) throw new Error("--config needs --key FILE (the SSH private key)");
     targets = fileTargets(opts.config, opts.key);
   } else {
-    const stacks = opts.all ? await allStacks(opts.cwd) : opts.stack;
+    const stacks = opts.all ? await stackNames(opts.cwd) : opts.stack;
     if (!stacks.length) throw new Error("say which gateways: --stack NAME (repeatable), --all, or --config FILE --key FILE");
     targets = (await Promise.all(stacks.map((s) => stackTargets(s, opts.cwd)))).flat();
   }

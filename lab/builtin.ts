@@ -16,6 +16,7 @@ import { runFailover } from "./failover";
 import { run } from "./exec";
 import { createLab, namespaces, removeNamespaces, type Lab } from "./lab";
 import { managePort, type ManagedGateway } from "./managed";
+import { managedGateway } from "./site";
 import { clientKey } from "./sshd";
 import { timelineTable } from "./timeline";
 
@@ -33,23 +34,6 @@ const CREATED_SSHD_RUN = "created-run-sshd";
 export const defaultLabDir = () => join(tmpdir(), "multiwan-lab");
 
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
-
-function gatewaySite(name: string, weights: number[], g: ManagedGateway) {
-  return {
-    name,
-    connection: { host: g.address, hostKey: g.sshd.hostKey },
-    root: g.lab.root,
-    lan: { interfaces: [g.lab.lanInfo.interface], networks: [g.lab.lanInfo.network] },
-    links: g.lab.links.map((l, i) => ({
-      name: l.name,
-      interface: l.interface,
-      gateway: l.gateway,
-      address: `${l.address}/${l.prefixLength}`,
-      weight: weights[i],
-      check: { targets: [g.lab.serverAddresses.probe] },
-    })),
-  };
-}
 
 /** The Pulumi environment of the lab's project: its own state, home and passphrase, inside `dir`. */
 function labEnv(dir: string): Record<string, string> {
@@ -97,7 +81,7 @@ export async function labUp(dir: string, say: (s: string) => void = console.log)
       say(`  ${g.name}: ${g.weights.length} uplinks, weights ${g.weights.join(":")}, sshd on ${gws[k].address}`);
     }
     const project = writeProject(dir);
-    const site = { gateways: GATEWAYS.map((g, i) => gatewaySite(g.name, g.weights, gws[i])) };
+    const site = { gateways: GATEWAYS.map((g, i) => managedGateway(gws[i], g.name, g.weights)) };
     initSiteStack(project, STACK, site, key.privateKey);
 
     say("\npulumi up (stack lab, through the Gateway component, over SSH):");

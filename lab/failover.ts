@@ -30,11 +30,19 @@ export interface FailoverRun {
   lastFailAfterBreak: number;
 }
 
-function linkStates(lab: Lab): { name: string; status: string; since: number }[] {
+export interface HealthState {
+  gateway: string;
+  updated: number;
+  variant: string;
+  links: { name: string; status: "up" | "down"; since: number; okRounds: number; failedRounds: number; lastAnswered: number; targets: number }[];
+}
+
+/** The health daemon's state.json on a lab gateway; undefined before it is written (or mid-rename). */
+export function healthState(lab: Lab): HealthState | undefined {
   try {
-    return JSON.parse(readFileSync(join(lab.root, "run", "multiwan", "state.json"), "utf8")).links ?? [];
+    return JSON.parse(readFileSync(join(lab.root, "run", "multiwan", "state.json"), "utf8"));
   } catch {
-    return []; // not written yet, or caught mid-rename
+    return undefined;
   }
 }
 
@@ -46,10 +54,11 @@ export async function runFailover(lab: Lab, p: FailoverPlan): Promise<FailoverRu
     connectTimeoutMs: 1000,
     durationLimitMs: p.seconds * 1000 + 5000,
   });
-  const seen = new Map(linkStates(lab).map((l) => [l.name, l.status]));
+  const links = () => healthState(lab)?.links ?? [];
+  const seen = new Map(links().map((l) => [l.name, l.status]));
   const transitions: Transition[] = [];
   const poll = setInterval(() => {
-    for (const l of linkStates(lab)) {
+    for (const l of links()) {
       if (seen.get(l.name) !== l.status) transitions.push({ link: l.name, status: l.status, at: (l.since - startAt) / 1000 });
       seen.set(l.name, l.status);
     }

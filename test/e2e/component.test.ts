@@ -8,26 +8,10 @@ import { describe, expect, it } from "vitest";
 import { REPO, withStack, type EngineStack } from "../helpers/engine";
 import { gatewayState } from "../net/deploy";
 import { withManagedGateways, type ManagedGateway } from "../../lab/managed";
-
-function gatewayConfig(g: ManagedGateway, name: string, weights: number[]) {
-  return {
-    name,
-    connection: { host: g.address, hostKey: g.sshd.hostKey, rollbackAfter: 8 },
-    root: g.lab.root,
-    lan: { interfaces: [g.lab.lanInfo.interface], networks: [g.lab.lanInfo.network] },
-    links: g.lab.links.map((l, i) => ({
-      name: l.name,
-      interface: l.interface,
-      gateway: l.gateway,
-      address: `${l.address}/${l.prefixLength}`,
-      weight: weights[i],
-      check: { targets: [g.lab.serverAddresses.probe] },
-    })),
-  };
-}
+import { managedGateway } from "../../lab/site";
 
 const siteOf = (gws: ManagedGateway[], weights: number[][]) => ({
-  gateways: gws.map((g, i) => gatewayConfig(g, `gw${i + 1}`, weights[i])),
+  gateways: gws.map((g, i) => managedGateway(g, `gw${i + 1}`, weights[i], { rollbackAfter: 8 })),
 });
 
 async function shares(g: ManagedGateway) {

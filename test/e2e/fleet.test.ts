@@ -10,28 +10,10 @@ import { describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { initSiteStack } from "../../cli/workspace";
 import { withManagedGateways, type ManagedGateway } from "../../lab/managed";
+import { managedGateway } from "../../lab/site";
 import { REPO, toolchain } from "../helpers/engine";
 
-function site(g: ManagedGateway, weights: number[]) {
-  return {
-    gateways: [
-      {
-        name: "gw1",
-        connection: { host: g.address, hostKey: g.sshd.hostKey, rollbackAfter: 8 },
-        root: g.lab.root,
-        lan: { interfaces: [g.lab.lanInfo.interface], networks: [g.lab.lanInfo.network] },
-        links: g.lab.links.map((l, i) => ({
-          name: l.name,
-          interface: l.interface,
-          gateway: l.gateway,
-          address: `${l.address}/${l.prefixLength}`,
-          weight: weights[i],
-          check: { targets: [g.lab.serverAddresses.probe] },
-        })),
-      },
-    ],
-  };
-}
+const site = (g: ManagedGateway, weights: number[]) => ({ gateways: [managedGateway(g, "gw1", weights, { rollbackAfter: 8 })] });
 
 describe("multiwan fleet", () => {
   it("previews and deploys every stack it can, and names the one it cannot", async () => {

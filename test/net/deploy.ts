@@ -8,6 +8,7 @@ import { parseSite } from "../../components/config";
 import { planGateway } from "../../components/plan";
 import { renderBundle, type Bundle } from "../../components/render";
 import type { Lab } from "../../lab/lab";
+import { labGateway } from "../../lab/site";
 
 export interface LabSiteOptions {
   weights?: number[];
@@ -17,26 +18,8 @@ export interface LabSiteOptions {
 
 /** A site config for the lab's gateway: every lab link, SNAT to its address, probes to the server. */
 export function labSite(lab: Lab, o: LabSiteOptions = {}) {
-  return {
-    gateways: [
-      {
-        name: "labgw",
-        connection: { host: "198.18.200.2", insecureSkipHostKeyCheck: true },
-        root: lab.root,
-        lan: { interfaces: [lab.lanInfo.interface], networks: [lab.lanInfo.network] },
-        links: lab.links.map((l, i) => ({
-          name: l.name,
-          interface: l.interface,
-          gateway: l.gateway,
-          address: `${l.address}/${l.prefixLength}`,
-          weight: o.weights?.[i] ?? 1,
-          check: { targets: [lab.serverAddresses.probe] },
-        })),
-        ...(o.balance ? { balance: o.balance } : {}),
-        ...(o.health ? { health: o.health } : {}),
-      },
-    ],
-  };
+  const gw = labGateway(lab, "labgw", { host: "198.18.200.2", insecureSkipHostKeyCheck: true }, o.weights);
+  return { gateways: [{ ...gw, ...(o.balance ? { balance: o.balance } : {}), ...(o.health ? { health: o.health } : {}) }] };
 }
 
 export function renderLabBundle(site: unknown): Bundle {

@@ -5,7 +5,8 @@ import { planGateway } from "../../components/plan";
 import { parseSite } from "../../components/config";
 import { withLab, type Lab } from "../../lab/lab";
 import { deploy, labSite } from "./deploy";
-import { healthState, waitFor } from "./health";
+import { healthState } from "../../lab/failover";
+import { waitFor } from "./health";
 
 const FAST = { interval: 0.1, timeout: 0.25, down: 3, up: 10 };
 

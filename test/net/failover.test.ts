@@ -4,7 +4,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { withLab, type ConnectionResult, type Lab } from "../../lab/lab";
 import { deploy, labSite, runApply, renderLabBundle } from "./deploy";
-import { healthLog, healthState, waitFor } from "./health";
+import { healthState } from "../../lab/failover";
+import { healthLog, waitFor } from "./health";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const DEFAULTS = { interval: 0.5, timeout: 1, down: 3, up: 5 };

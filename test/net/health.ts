@@ -3,21 +3,6 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Lab } from "../../lab/lab";
 
-export interface HealthState {
-  gateway: string;
-  updated: number;
-  variant: string;
-  links: { name: string; status: "up" | "down"; since: number; okRounds: number; failedRounds: number; lastAnswered: number; targets: number }[];
-}
-
-export function healthState(lab: Lab): HealthState | undefined {
-  try {
-    return JSON.parse(readFileSync(join(lab.root, "run", "multiwan", "state.json"), "utf8"));
-  } catch {
-    return undefined;
-  }
-}
-
 export function healthLog(lab: Lab): string {
   try {
     return readFileSync(join(lab.root, "var", "log", "multiwan-health.log"), "utf8");

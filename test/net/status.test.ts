@@ -6,7 +6,8 @@ import { describe, expect, it } from "vitest";
 import { parseStatus, statusCommand, type GatewayStatus, type StatusInputs } from "../../components/status";
 import { withLab, type Lab } from "../../lab/lab";
 import { deploy, labSite } from "./deploy";
-import { healthState, waitFor } from "./health";
+import { healthState } from "../../lab/failover";
+import { waitFor } from "./health";
 
 const FAST = { interval: 0.1, timeout: 0.25, down: 3, up: 10 };
 
