@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 import { withManagedGateways } from "../lab/managed";
 import { managedGateway } from "../lab/site";
-import { deploy, labSite, unmarkedConnections } from "../test/net/deploy";
+import { deploy, labSite, unmarkedConnections } from "../lab/deploy";
 import { runFailover } from "../lab/failover";
 import { timelineSvg, timelineTable } from "../lab/timeline";
 

@@ -1,8 +1,8 @@
-// `multiwan lab`: the built-in default. Two gateways in network namespaces (hq: three uplinks 5:3:2,
-// branch: two uplinks 3:1), each with ISP routers, a LAN client, an "internet" server and a real
-// sshd on a management port; deployed by the real `pulumi up` through the Gateway component, then
-// measured: shares of real connections, and a failover timeline. Everything lives in namespaces
-// named mwl-* and in one directory, which `multiwan lab down` removes.
+// The built-in lab (`sudo scripts/lab.sh`): two gateways in network namespaces (hq: three uplinks
+// 5:3:2, branch: two uplinks 3:1), each with ISP routers, a LAN client, an "internet" server and a
+// real sshd on a management port; deployed by the real `pulumi up` through the Gateway component,
+// then measured: shares of real connections, and a failover timeline. Everything lives in
+// namespaces named mwl-* and in one directory, which `scripts/lab.sh down` removes.
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -63,7 +63,7 @@ async function measureShares(name: string, weights: number[], lab: Lab, say: (s:
 }
 
 export async function labUp(dir: string, say: (s: string) => void = console.log): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error("multiwan lab needs root: it builds network namespaces (run it with sudo)");
+  if (process.getuid?.() !== 0) throw new Error("the lab needs root: it builds network namespaces (run it with sudo)");
   requirePulumi();
   await labDown(dir, () => {}); // a previous lab's leftovers
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -87,7 +87,7 @@ export async function labUp(dir: string, say: (s: string) => void = console.log)
     say("\npulumi up (stack lab, through the Gateway component, over SSH):");
     const rows = await runFleet("up", [STACK], { cwd: project, parallel: 1, progress: progress([STACK], process.stdout) });
     say(fleetTable(rows));
-    if (rows[0].result !== "ok") throw new Error("pulumi up failed: the lab is left as it is for a look; `multiwan lab down` removes it");
+    if (rows[0].result !== "ok") throw new Error("pulumi up failed: the lab is left as it is for a look; `scripts/lab.sh down` removes it");
     await new Promise((r) => setTimeout(r, 1500)); // the health daemons' first rounds
 
     say("\nshares of new connections:");
@@ -114,7 +114,7 @@ export async function labUp(dir: string, say: (s: string) => void = console.log)
     say(`  . ${join(dir, "env")}     # the lab project's Pulumi state and passphrase`);
     say(`  node bin/multiwan.js status --cwd ${project} --stack ${STACK}`);
     say(`  node bin/multiwan.js drift --cwd ${project} --stack ${STACK}`);
-    say(`  node bin/multiwan.js lab down${dir === defaultLabDir() ? "" : ` --dir ${dir}`}`);
+    say(`  scripts/lab.sh down${dir === defaultLabDir() ? "" : ` --dir ${dir}`}`);
   } finally {
     // The lab's own traffic and server processes end; namespaces, sshd and daemons stay for `down`.
     for (const g of gws) await g.lab.release();

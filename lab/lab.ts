@@ -37,7 +37,7 @@ export type * from "./traffic";
 export interface LabOptions {
   /** Uplinks, 1..4. Default 2. */
   links?: number;
-  /** Must start with "mwt-" (tests) or "mwl-" (`multiwan lab`). Default: "mwt-" + 6 random characters. */
+  /** Must start with "mwt-" (tests) or "mwl-" (the built-in lab). Default: "mwt-" + 6 random characters. */
   prefix?: string;
   /** The LAN is 198.18.<lanIndex>.0/24. Default 1. */
   lanIndex?: number;
@@ -139,7 +139,7 @@ export class Lab {
 
   /**
    * Ends the processes this lab started (server, traffic), leaving the namespaces and whatever runs
-   * in them on its own (sshd, health daemons): `multiwan lab` hands the lab over this way.
+   * in them on its own (sshd, health daemons): the built-in lab hands itself over this way.
    */
   async release(): Promise<void> {
     await Promise.all([...this.processes].map((p) => p.kill()));

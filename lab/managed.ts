@@ -18,7 +18,7 @@ export interface ManagedGateway {
 const host = (argv: string[]) => execFileSync(argv[0], argv.slice(1), { timeout: 10_000, stdio: "pipe" });
 
 export interface PortOptions {
-  /** The host's /24 for management links; default 198.18.201 (tests), `multiwan lab` uses its own. */
+  /** The host's /24 for management links; default 198.18.201 (tests), the built-in lab uses its own. */
   net?: string;
   /** Host-side interface name; default from this process's pid and k. */
   hostIf?: string;

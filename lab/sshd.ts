@@ -55,7 +55,7 @@ export async function startSshd(opts: {
   client?: ClientKey;
   /** Where the scratch directory goes; default the system's temp directory. */
   parent?: string;
-  /** Outlive this process (`multiwan lab`); whoever deletes the namespace ends it. */
+  /** Outlive this process (the built-in lab); whoever deletes the namespace ends it. */
   detach?: boolean;
 }): Promise<Sshd> {
   const { netns, address, port = 22, user = "root", startTimeoutMs = 10_000 } = opts;

@@ -1,13 +1,15 @@
 // The README's main job, run as the README says: `scripts/lab.sh` (install what is missing, then
-// `multiwan lab`) builds the built-in lab, deploys it with the real engine and measures it;
+// lab/main.ts) builds the built-in lab, deploys it with the real engine and measures it;
 // `scripts/lab.sh down` must then leave the machine as it found it: no namespace, no interface or
 // route, no process and no file of the lab's.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
-import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { basename, join } from "node:path";
+import { expect, it } from "vitest";
+import { defaultLabDir } from "../../lab/builtin";
 import { REPO, toolchain } from "../helpers/engine";
+import { describeAsRoot } from "../helpers/root";
 
 const labSh = (...args: string[]) => spawnSync("bash", [join(REPO, "scripts/lab.sh"), ...args], { encoding: "utf8", timeout: 300_000 });
 const sh = (cmd: string) => execFileSync("sh", ["-c", cmd], { encoding: "utf8" });
@@ -30,14 +32,14 @@ function machine() {
     // Every process the lab may start: sshd, health daemon, apply.sh watchdog, traffic agents, pulumi.
     processes: readdirSync("/proc")
       .filter((p) => /^\d+$/.test(p))
-      .filter((p) => /multiwan|mwl-|agent\.cjs|pulumi|sshd_config|lab\.sh/.test(cmdline(p)) && !cmdline(p).includes("vitest")),
-    // tsx keeps its compile cache in tmpdir; it is the toolchain's, not the lab's.
-    tmp: readdirSync(tmpdir()).filter((f) => !f.startsWith("tsx-")).sort(),
+      .filter((p) => /multiwan|mwl-|agent\.cjs|pulumi|sshd_config|lab\.sh|lab\/main/.test(cmdline(p)) && !cmdline(p).includes("vitest")),
+    // Only the lab's own entries: other processes on the machine come and go in tmpdir too.
+    tmp: readdirSync(tmpdir()).filter((f) => f === basename(defaultLabDir()) || f.startsWith("mwl-")).sort(),
     pulumiHome: existsSync(join(homedir(), ".pulumi")),
   };
 }
 
-describe("multiwan lab", () => {
+describeAsRoot("the built-in lab", () => {
   it("deploys the built-in lab, shows exact shares, status and a failover, and lab down leaves nothing behind", () => {
     toolchain([]);
     const before = machine();

@@ -1,11 +1,12 @@
 // The push's SSH client (ssh2) against a real sshd in a namespace: commands run there, stdin
 // arrives, and a host key other than the pinned one is refused before anything runs.
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { ConnectError, runRemote } from "../../components/remote";
-import { createVethNamespace } from "../helpers/netns";
+import { createVethNamespace } from "../../lab/netns";
 import { startSshd } from "../../lab/sshd";
+import { describeAsRoot } from "../helpers/root";
 
-describe("runRemote", () => {
+describeAsRoot("runRemote", () => {
   it("runs in the gateway's namespace with the pinned host key, and refuses any other", async () => {
     const ns = await createVethNamespace({ name: `mwt-eng-remote-${process.pid}`, hostCidr: "198.18.200.5/30", nsCidr: "198.18.200.6/30" });
     try {

@@ -4,13 +4,14 @@ import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
-import { createVethNamespace } from "../helpers/netns";
+import { expect, it } from "vitest";
+import { createVethNamespace } from "../../lab/netns";
 import { startSshd } from "../../lab/sshd";
+import { describeAsRoot } from "../helpers/root";
 
 const run = promisify(execFile);
 
-describe("sshd helper", () => {
+describeAsRoot("sshd helper", () => {
   it("serves a network namespace with key authentication and a known host key", async () => {
     const ns = await createVethNamespace({ name: `mwt-eng-sshd-${process.pid}` });
     const sshd = await startSshd({ netns: ns.name, address: ns.nsAddress }).catch(async (e) => {

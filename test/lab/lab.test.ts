@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { isRunning, run } from "../../lab/exec";
 import { withLab, type Lab } from "../../lab/lab";
 import { ipBatches, MAX_LINKS, planTopology, vethLines } from "../../lab/topology";
+import { describeAsRoot } from "../helpers/root";
 
 const gw = (lab: Lab, ...argv: string[]) => lab.exec("gw", argv, { check: true });
 const enableForwarding = (lab: Lab) => gw(lab, "sysctl", "-qw", "net.ipv4.ip_forward=1");
@@ -47,7 +48,7 @@ describe("lab plan", () => {
   });
 });
 
-describe("namespace lab", () => {
+describeAsRoot("namespace lab", () => {
   it("starts the gateway strict: no forwarding, strict rp_filter, no src_valid_mark", async () => {
     await withLab({ links: 2 }, async (lab) => {
       const { stdout } = await gw(lab, "sysctl", "-n",

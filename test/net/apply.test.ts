@@ -1,9 +1,10 @@
 // apply.sh on a real gateway: idempotent, atomic, kind to the host's own rules and to live traffic.
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { withLab } from "../../lab/lab";
-import { deploy, gatewayState, labSite, renderLabBundle, runApply } from "./deploy";
+import { deploy, gatewayState, labSite, renderLabBundle, runApply } from "../../lab/deploy";
+import { describeAsRoot } from "../helpers/root";
 
-describe("apply.sh", () => {
+describeAsRoot("apply.sh", () => {
   it("applied twice gives byte-identical rules and policy routes, and keeps the host's rules", async () => {
     await withLab({ links: 2 }, async (lab) => {
       await lab.sh(lab.ns.gw, "iptables -t mangle -A PREROUTING -s 198.18.0.9/32 -j ACCEPT && iptables -t nat -A POSTROUTING -s 198.18.0.9/32 -j RETURN && iptables -A FORWARD -s 198.18.0.9/32 -j DROP", { check: true });

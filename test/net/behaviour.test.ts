@@ -1,9 +1,10 @@
 // What users are promised besides the split: sticky flows, exclusions, port selection, inbound.
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { withLab } from "../../lab/lab";
-import { deploy, labSite } from "./deploy";
+import { deploy, labSite } from "../../lab/deploy";
+import { describeAsRoot } from "../helpers/root";
 
-describe("on a real gateway", () => {
+describeAsRoot("on a real gateway", () => {
   it("keeps long-lived connections on their link while new connections are balanced around them", async () => {
     await withLab({ links: 2 }, async (lab) => {
       await deploy(lab, labSite(lab, { weights: [1, 1] }));

@@ -1,12 +1,14 @@
 // Drift on real netfilter: the probe run in the gateway's namespace, compared with the bundle.
-import { describe, expect, it } from "vitest";
-import { compareProbe, probeCommand } from "../../components/drift";
+import { expect, it } from "vitest";
+import { compareProbe } from "../../components/drift";
+import { probeCommand } from "../../components/probe-protocol";
 import { planGateway } from "../../components/plan";
 import { parseSite } from "../../components/config";
 import { withLab, type Lab } from "../../lab/lab";
-import { deploy, labSite } from "./deploy";
+import { deploy, labSite } from "../../lab/deploy";
 import { healthState } from "../../lab/failover";
 import { waitFor } from "./health";
+import { describeAsRoot } from "../helpers/root";
 
 const FAST = { interval: 0.1, timeout: 0.25, down: 3, up: 10 };
 
@@ -17,7 +19,7 @@ async function driftOf(lab: Lab, site: ReturnType<typeof labSite>, files: Record
   return compareProbe(probe, out.stdout);
 }
 
-describe("drift against a real gateway", () => {
+describeAsRoot("drift against a real gateway", () => {
   it("reports nothing after an apply, and each hand-made change by name", async () => {
     await withLab({ links: 2 }, async (lab) => {
       const site = labSite(lab, { weights: [3, 1], health: FAST });

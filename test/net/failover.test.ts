@@ -1,11 +1,12 @@
 // Failover measured on real links: uplink 1 dies upstream (its interface stays up) while the LAN
 // opens about 20 new connections per second.
 import { existsSync, readFileSync } from "node:fs";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { withLab, type ConnectionResult, type Lab } from "../../lab/lab";
-import { deploy, labSite, runApply, renderLabBundle } from "./deploy";
+import { deploy, labSite, runApply, renderLabBundle } from "../../lab/deploy";
 import { healthState } from "../../lab/failover";
 import { healthLog, waitFor } from "./health";
+import { describeAsRoot } from "../helpers/root";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const DEFAULTS = { interval: 0.5, timeout: 1, down: 3, up: 5 };
@@ -35,7 +36,7 @@ async function outage(lab: Lab, o: { connectTimeoutMs: number; beforeMs: number;
   return { results, breakAt, restoreAt };
 }
 
-describe("failover", () => {
+describeAsRoot("failover", () => {
   for (const [profile, health, bound] of [["default", DEFAULTS, 3000], ["fast", FAST, 1000]] as const) {
     it(`with the ${profile} profile, new connections succeed again within ${bound / 1000} s of an upstream break`, async () => {
       await withLab({ links: 2 }, async (lab) => {
@@ -159,7 +160,7 @@ describe("failover", () => {
   }, 60_000);
 });
 
-describe("the health unit's command line", () => {
+describeAsRoot("the health unit's command line", () => {
   it("run with its installed paths under MULTIWAN_ROOT, keeps the daemon in the foreground on those files", async () => {
     await withLab({ links: 2 }, async (lab) => {
       const site = labSite(lab, { weights: [1, 1], health: FAST });

@@ -1,11 +1,12 @@
 // Real connections through real netfilter: each link's share of new connections is its weight's.
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { withLab } from "../../lab/lab";
-import { deploy, labSite, unmarkedConnections } from "./deploy";
+import { deploy, labSite, unmarkedConnections } from "../../lab/deploy";
+import { describeAsRoot } from "../helpers/root";
 
 const CONNECTIONS = 2000;
 
-describe.each([
+describeAsRoot.each([
   { links: 2, weights: [3, 1] },
   { links: 3, weights: [5, 3, 2] },
 ])("$links links weighted $weights", ({ links, weights }) => {

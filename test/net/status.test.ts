@@ -2,12 +2,13 @@
 // the status command run inside the gateway's namespace (what its sshd would run). Long-lived LAN
 // connections show up per link with the weights' shares; a broken uplink shows as down with a fresh
 // `since`.
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { parseStatus, statusCommand, type GatewayStatus, type StatusInputs } from "../../components/status";
 import { withLab, type Lab } from "../../lab/lab";
-import { deploy, labSite } from "./deploy";
+import { deploy, labSite } from "../../lab/deploy";
 import { healthState } from "../../lab/failover";
 import { waitFor } from "./health";
+import { describeAsRoot } from "../helpers/root";
 
 const FAST = { interval: 0.1, timeout: 0.25, down: 3, up: 10 };
 
@@ -15,7 +16,7 @@ async function statusOf(lab: Lab, inputs: StatusInputs): Promise<GatewayStatus> 
   return parseStatus((await lab.sh(lab.ns.gw, statusCommand(inputs), { check: true, timeoutMs: 5000 })).stdout, inputs.files);
 }
 
-describe("status of a real gateway", () => {
+describeAsRoot("status of a real gateway", () => {
   it("shows links up with connection shares near the weights, then a broken uplink down since the break", async () => {
     await withLab({ links: 2 }, async (lab) => {
       const site = labSite(lab, { weights: [3, 1], health: FAST });

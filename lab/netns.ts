@@ -2,10 +2,7 @@
 // root namespace (the Pulumi engine, its providers) reach a server inside it. Only namespaces this
 // helper creates are touched; names must start with "mwt-eng-" and addresses stay in the
 // documentation/benchmark ranges.
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
-
-const run = promisify(execFile);
+import { run } from "./exec";
 
 export interface VethNamespace {
   name: string;
@@ -14,8 +11,6 @@ export interface VethNamespace {
   /** Address of the namespace's end, without prefix length (e.g. 198.18.200.2). */
   nsAddress: string;
   hostAddress: string;
-  /** Runs a command inside the namespace (no shell). */
-  exec(cmd: string[], timeoutMs?: number): Promise<{ stdout: string; stderr: string }>;
   remove(): Promise<void>;
 }
 
@@ -27,9 +22,7 @@ function checkAddr(cidr: string): string {
   return ip;
 }
 
-export async function ip(args: string[], timeoutMs = 10_000): Promise<string> {
-  return (await run("ip", args, { timeout: timeoutMs })).stdout;
-}
+const ip = (args: string[]) => run(["ip", ...args], { check: true });
 
 export async function createVethNamespace(opts: {
   name: string;
@@ -47,11 +40,11 @@ export async function createVethNamespace(opts: {
     hostIf,
     nsAddress,
     hostAddress,
-    exec: (cmd, timeoutMs = 10_000) => run("ip", ["netns", "exec", name, ...cmd], { timeout: timeoutMs }),
     async remove() {
-      // Deleting the namespace destroys its veth end and with it the host end.
-      await ip(["netns", "del", name]).catch(() => undefined);
-      await ip(["link", "del", hostIf]).catch(() => undefined);
+      // Deleting the namespace destroys its veth end and with it the host end; unchecked, since
+      // either may already be gone.
+      await run(["ip", "netns", "del", name]);
+      await run(["ip", "link", "del", hostIf]);
     },
   };
   try {

@@ -3,12 +3,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeBundle } from "../../components/bundle-files";
-import { parseSite } from "../../components/config";
-import { planGateway } from "../../components/plan";
-import { renderBundle, type Bundle } from "../../components/render";
-import type { Lab } from "../../lab/lab";
-import { labGateway } from "../../lab/site";
+import { writeBundle } from "../components/bundle-files";
+import { parseSite } from "../components/config";
+import { planGateway } from "../components/plan";
+import { renderBundle, type Bundle } from "../components/render";
+import type { Lab } from "./lab";
+import { labGateway } from "./site";
 
 export interface LabSiteOptions {
   weights?: number[];
