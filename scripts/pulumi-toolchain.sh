@@ -2,17 +2,17 @@
 # Puts the Pulumi engine the engine tests run into .tools/pulumi/bin:
 #   pulumi                         v3.248.0  (github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 #   pulumi-language-nodejs         v3.248.0  (release commit dc7edd58bc13; the module has no tags)
-#   pulumi-resource-command        1.2.1     (release commit 7f3eb6f3b77c of pulumi-command)
+#   pulumi-language-yaml           v1.25.0   (github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml)
 #   pulumi-resource-pulumi-nodejs  3.248.0   (dynamic providers; a script shipped in @pulumi/pulumi)
 # Binaries of exactly these versions already in .tools/pulumi/bin or on PATH are reused; the rest
 # are built from Go modules (no Pulumi binary can be downloaded here) with the default module and
 # build caches, so a second run, or a run from a fresh clone on the same machine, is quick.
 # The wrapper modules with the pinned versions are under toolchain/.
 # Exit status: 0 when what multiwan needs is in place (pulumi and pulumi-resource-pulumi-nodejs),
-# 1 otherwise. This machine's Go module proxy refuses the language host and pulumi-command
-# modules (403 "This module version is not available"): those two are tried and reported, and
-# without the language host test/helpers/engine.ts runs programs through @pulumi/pulumi's own
-# language server (test/helpers/engine-host.cjs), as the Automation API does for inline programs.
+# 1 otherwise. The language hosts are tried and reported but optional: the public Go module proxy
+# here refuses the nodejs one (403), which only ../shared/goproxy serves, and without it
+# test/helpers/engine.ts runs programs through @pulumi/pulumi's own language server
+# (test/helpers/engine-host.cjs), as the Automation API does for inline programs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,14 +22,18 @@ TC=$ROOT/toolchain
 PULUMI_VERSION=v3.248.0
 LANGHOST_MOD=github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3
 LANGHOST_COMMIT=dc7edd58bc13
-COMMAND_MOD=github.com/pulumi/pulumi-command/provider
-COMMAND_PKG=$COMMAND_MOD/cmd/pulumi-resource-command
-COMMAND_COMMIT=7f3eb6f3b77c
-COMMAND_VERSION=1.2.1
+YAML_MOD=github.com/pulumi/pulumi-yaml
+YAML_VERSION=v1.25.0
 SDK_VERSION_VAR=github.com/pulumi/pulumi/sdk/v3/go/common/version.Version
-COMMAND_VERSION_VAR=github.com/pulumi/pulumi-command/provider/pkg/version.Version
+YAML_VERSION_VAR=$YAML_MOD/pkg/version.Version
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local
+# Where the public proxy refuses the nodejs language host module, a file-based proxy beside the
+# checkout (../shared/goproxy) serves exactly the pinned version; other modules come from the usual one.
+if [[ -d $ROOT/../shared/goproxy && -z ${MULTIWAN_NO_LOCAL_GOPROXY:-} ]] && command -v go >/dev/null; then
+  GOPROXY="file://$(cd "$ROOT/../shared/goproxy" && pwd),$(go env GOPROXY)"
+  export GOPROXY
+fi
 # A missing plugin must be an error, never a download attempt.
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true PULUMI_SKIP_UPDATE_CHECK=true
 
@@ -54,10 +58,10 @@ is_wanted() {
       info=$(buildinfo "$f")
       grep -Eq "^[[:space:]]+(mod|dep)[[:space:]]+${LANGHOST_MOD}[[:space:]]+v3\.[^[:space:]]+-${LANGHOST_COMMIT}" <<<"$info" &&
         grep -Eq "^[[:space:]]+dep[[:space:]]+github.com/pulumi/pulumi/sdk/v3[[:space:]]+${PULUMI_VERSION}[[:space:]]" <<<"$info" ;;
-    pulumi-resource-command)
+    pulumi-language-yaml)
       info=$(buildinfo "$f")
-      grep -Eq "^[[:space:]]+(mod|dep)[[:space:]]+${COMMAND_MOD}[[:space:]]+v[^[:space:]]+-${COMMAND_COMMIT}" <<<"$info" &&
-        grep -q -- "-X $COMMAND_VERSION_VAR=$COMMAND_VERSION" <<<"$info" ;;
+      grep -Eq "^[[:space:]]+(mod|dep)[[:space:]]+${YAML_MOD}[[:space:]]+${YAML_VERSION}[[:space:]]" <<<"$info" &&
+        grep -q -- "-X $YAML_VERSION_VAR=$YAML_VERSION" <<<"$info" ;;
     pulumi-resource-pulumi-nodejs) cmp -s "$f" "$ROOT/node_modules/@pulumi/pulumi/pulumi-resource-pulumi-nodejs" ;;
   esac
 }
@@ -86,20 +90,8 @@ need_go() {
 # here, so a build never changes a pinned version. No -trimpath: it drops -ldflags from the
 # binary's build info, which is_wanted reads.
 gobuild() {
-  (cd "$1" && nice -n 10 go build -mod=readonly -ldflags "-s -w $4" -o "$2.tmp" "$3") &&
-    mv "$2.tmp" "$2"
-}
-
-# resolve DIR MODULE COMMIT PKG: first run only, record the untagged module's pseudo-version in the
-# wrapper's go.mod/go.sum and PKG as its tool. The module is fetched by its own path: with
-# PKG@COMMIT, go stops at the proxy's 403 for the longer path instead of trying the module's.
-# The checksum database behind this proxy has no entries for these recent releases (404), so
-# go.sum, checked in once resolved, is what pins the hashes.
-resolve() {
-  local dir=$1 mod=$2 commit=$3 pkg=$4
-  grep -q "^tool $pkg\$" "$dir/go.mod" && return 0
-  log "  resolving $mod@$commit (first run: commit the changed ${dir#"$ROOT/"}/go.mod and go.sum)"
-  (cd "$dir" && GOSUMDB=off nice -n 10 go get "$mod@$commit" && GOSUMDB=off go get -tool "$pkg")
+  (cd "$1" && nice -n 10 go build -mod=readonly -ldflags "-s -w $4" -o "$2.tmp.$$" "$3") &&
+    mv "$2.tmp.$$" "$2"
 }
 
 build_pulumi() {
@@ -110,8 +102,7 @@ build_pulumi() {
 
 build_langhost() {
   need_go pulumi-language-nodejs || return 1
-  resolve "$TC/language-nodejs" "$LANGHOST_MOD" "$LANGHOST_COMMIT" "$LANGHOST_MOD" || return 1
-  # The language host must run on the CLI's own sdk/pkg: refuse a resolution that raised them.
+  # The language host must run on the CLI's own sdk/pkg: refuse a go.mod that raised them.
   local v
   for m in github.com/pulumi/pulumi/sdk/v3 github.com/pulumi/pulumi/pkg/v3; do
     v=$(cd "$TC/language-nodejs" && go list -m -f '{{.Version}}' "$m")
@@ -121,11 +112,11 @@ build_langhost() {
     "-X $SDK_VERSION_VAR=$PULUMI_VERSION"
 }
 
-build_command() {
-  need_go pulumi-resource-command || return 1
-  resolve "$TC/command" "$COMMAND_MOD" "$COMMAND_COMMIT" "$COMMAND_PKG" || return 1
-  gobuild "$TC/command" "$BIN/pulumi-resource-command" "$COMMAND_PKG" \
-    "-X $COMMAND_VERSION_VAR=$COMMAND_VERSION"
+# A tagged release: toolchain/language-yaml/go.mod and go.sum pin it and its own dependencies.
+build_yaml() {
+  need_go pulumi-language-yaml || return 1
+  gobuild "$TC/language-yaml" "$BIN/pulumi-language-yaml" "$YAML_MOD/cmd/pulumi-language-yaml" \
+    "-X $YAML_VERSION_VAR=$YAML_VERSION"
 }
 
 # The dynamic-provider plugin is a shell script in the sdk (sdk/v3/nodejs/dist/ in the Go module,
@@ -137,14 +128,14 @@ build_dynamic() {
   install -m 0755 "$src" "$BIN/pulumi-resource-pulumi-nodejs"
 }
 
-for name in pulumi pulumi-language-nodejs pulumi-resource-command pulumi-resource-pulumi-nodejs; do
+for name in pulumi pulumi-language-nodejs pulumi-language-yaml pulumi-resource-pulumi-nodejs; do
   reuse "$name" && continue
   log "$name: building"
   start=$(now)
   case $name in
     pulumi) fn=build_pulumi ;;
     pulumi-language-nodejs) fn=build_langhost ;;
-    pulumi-resource-command) fn=build_command ;;
+    pulumi-language-yaml) fn=build_yaml ;;
     pulumi-resource-pulumi-nodejs) fn=build_dynamic ;;
   esac
   if $fn && is_wanted "$name" "$BIN/$name"; then

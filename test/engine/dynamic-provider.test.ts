@@ -1,6 +1,6 @@
 // The engine alone: CLI, language host (or its stand-in) and the dynamic-provider plugin, no
-// other provider. If this fails, the toolchain is broken; if only the command tests fail, the
-// pulumi-resource-command plugin is.
+// other provider. If this fails, the toolchain is broken. The fixture has no package.json of its
+// own, so its outputs also show that its program ran, not the repository's package.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { withStack } from "../helpers/engine";

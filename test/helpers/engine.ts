@@ -9,12 +9,12 @@
 // Why a scratch project directory: `pulumi stack init` and `pulumi config set` write
 // Pulumi.<stack>.yaml next to Pulumi.yaml; the program's own directory (a fixture, or the repo
 // root) must stay untouched. The scratch directory gets a copy of Pulumi.yaml whose `main` points
-// back at the program.
+// back at the program's entry file.
 //
 // The language host: when pulumi-language-nodejs is on PATH it runs the program as usual.
-// Otherwise (the Go module proxy here does not serve it) each program-running command gets
-// `--client=ADDR` of a fresh engine-host.cjs process: @pulumi/pulumi's own automation-API
-// language server evaluating the program's entry file with tsx.
+// Otherwise (scripts/pulumi-toolchain.sh builds it only where a Go module proxy serves it) each
+// program-running command gets `--client=ADDR` of a fresh engine-host.cjs process:
+// @pulumi/pulumi's own automation-API language server evaluating the entry file with tsx.
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -54,7 +54,7 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Per-command timeout (ms); default 5 minutes. */
   timeoutMs?: number;
-  /** Provider plugins the program needs besides the dynamic one; default pulumi-resource-command. */
+  /** Provider plugins the program needs besides the dynamic one; default none. */
   plugins?: string[];
   /** Destroy the stack's resources before cleaning up (default true). */
   destroy?: boolean;
@@ -94,7 +94,7 @@ function onPath(name: string, path: string): boolean {
  * Checks the toolchain (the CLI, the dynamic-provider plugin and `plugins`); throws, so that a test
  * fails rather than skips, when scripts/pulumi-toolchain.sh has not provided it.
  */
-export function toolchain(plugins: string[] = ["pulumi-resource-command"]): { path: string; languageHost: boolean } {
+export function toolchain(plugins: string[] = []): { path: string; languageHost: boolean } {
   const path = [TOOLS_BIN, join(REPO, "node_modules/.bin"), process.env.PATH ?? ""].join(delimiter);
   const missing = [...BASE, ...plugins].filter((b) => !onPath(b, path));
   if (missing.length) {
@@ -111,8 +111,8 @@ export function toolchain(plugins: string[] = ["pulumi-resource-command"]): { pa
 }
 
 /**
- * The file the program starts from, as the nodejs language host finds it: Pulumi.yaml `main`, a
- * directory's package.json `main`, else its index.ts / index.js.
+ * The file the program starts from: Pulumi.yaml `main`, else the `main` of a package.json in the
+ * program's own directory, else its index.ts / index.js.
  */
 export function programEntry(programDir: string): string {
   const project = parse(readFileSync(join(programDir, "Pulumi.yaml"), "utf8")) ?? {};
@@ -197,8 +197,11 @@ export async function withStack<T>(opts: StackOptions, fn: (s: EngineStack) => P
   };
   delete env.PULUMI_ACCESS_TOKEN;
 
-  // `main` relative to the scratch project, for a real language host; ignored with --client.
-  project.main = relative(workDir, resolve(programDir, project.main ?? "."));
+  // The entry file, not its directory: for a directory `main` the CLI passes the language host
+  // the entry point ".", and @pulumi/pulumi's cmd/run then runs the `main` (or `exports`) of the
+  // nearest package.json above it — for a fixture without one, the repository's own package.
+  // Relative to the scratch project, for a real language host; ignored with --client.
+  project.main = relative(workDir, entry);
 
   const run = async (args: string[], o: CommandOptions = {}): Promise<RunResult> => {
     const flags = ["--stack", stack, "--non-interactive"];
