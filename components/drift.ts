@@ -1,14 +1,9 @@
-// Drift: what multiwan owns on a gateway, observed over SSH, against what its bundle says. The
-// expectation comes from the bundle's own files (what was pushed), so a probe needs nothing else;
-// every balancing variant the health daemon may have swapped in counts as in sync.
-import type { Bundle } from "./render";
-
-export interface GatewayProbe {
-  /** The pushed bundle. */
-  files: Bundle;
-  installDir: string;
-  root: string;
-}
+// Drift: what multiwan owns on a gateway, as the probe (probe-protocol.ts) saw it, against what
+// its pushed bundle says. Expected rules, routes and tables are the bundle's own files (the bytes
+// that were pushed); which tables, priorities and variants are ours comes from its manifest. Every
+// balancing variant the health daemon may have swapped in counts as in sync.
+import { readManifest } from "./manifest";
+import { parseProbe, type GatewayProbe } from "./probe-protocol";
 
 export interface DriftReport {
   status: "in-sync" | "drifted" | "unreachable";
@@ -16,58 +11,6 @@ export interface DriftReport {
   drift: string[];
   /** The balancing variant found on the gateway (the health daemon's choice), if any matched. */
   variant?: string;
-}
-
-const SECTION = "@@multiwan@@";
-const tables = (files: Bundle) => [...files["ip.batch"].matchAll(/ table (\d+)$/gm)].map((m) => m[1]);
-const ROOT = /^\/([A-Za-z0-9._-]+\/?)*$/;
-
-/** The root prefix as it goes into a remote command (it comes from state, which can be edited). */
-export function rootDir(root: string): string {
-  if (!ROOT.test(root) || root.split("/").includes("..")) throw new Error(`invalid root: ${JSON.stringify(root)}`);
-  return root.replace(/\/$/, "");
-}
-
-/** A part of a probe's output, under its marker line; parseProbe splits them again. */
-export const section = (name: string, command: string) => `echo '${SECTION} ${name}'; ${command}`;
-
-/** `active` when the gateway's health daemon runs (systemd, or apply.sh's pid file), else not. */
-export function daemonSection(root: string): string {
-  return section(
-    "daemon",
-    `if [ -d /run/systemd/system ] && [ '${root}' = / ]; then systemctl is-active multiwan-health.service; ` +
-      `elif pid=$(cat ${rootDir(root)}/run/multiwan/health.pid 2>/dev/null) && grep -q health.sh /proc/$pid/cmdline 2>/dev/null; ` +
-      `then echo active; else echo inactive; fi`,
-  );
-}
-
-/**
- * One shell command printing each part of the live state under a marker line. It only reads
- * (iptables-save, ip, cat, sha256sum): the comparison happens here, in TypeScript.
- */
-export function probeCommand(p: GatewayProbe): string {
-  const root = rootDir(p.root);
-  return [
-    section("iptables mangle", "iptables-save -t mangle"),
-    section("iptables nat", "iptables-save -t nat"),
-    section("ip rule", "ip rule show"),
-    ...tables(p.files).map((t) => section(`route ${t}`, `ip route show table ${t} 2>/dev/null`)),
-    section("rt_tables", `cat ${root}/etc/iproute2/rt_tables.d/multiwan.conf 2>/dev/null`),
-    section("files", `cd ${p.installDir} 2>/dev/null && find . -type f | sort | xargs -r sha256sum`),
-    daemonSection(p.root),
-    "true",
-  ].join("\n");
-}
-
-/** Probe output → section name → its lines. */
-export function parseProbe(output: string): Map<string, string[]> {
-  const sections = new Map<string, string[]>();
-  let current: string[] | undefined;
-  for (const line of output.split("\n")) {
-    if (line.startsWith(`${SECTION} `)) sections.set(line.slice(SECTION.length + 1), (current = []));
-    else if (current && line.trim() !== "") current.push(line.replace(/\s+$/, ""));
-  }
-  return sections;
 }
 
 /** Chain → ordered rules, for our chains and the hook jumps into them, from iptables-save text. */
@@ -115,12 +58,14 @@ function listDiff(area: string, want: string[], have: string[], out: string[]): 
 const sha256 = (text: string): string => require("node:crypto").createHash("sha256").update(text).digest("hex");
 
 export function compareProbe(p: GatewayProbe, output: string): DriftReport {
+  const manifest = readManifest(p.files);
   const live = parseProbe(output);
   const drift: string[] = [];
   const wantTables = restoreTables(p.files["iptables.rules"]);
-  const variants = Object.entries(p.files)
-    .filter(([name]) => name.startsWith("variants/"))
-    .map(([name, text]) => ({ key: name.slice("variants/".length, -".rules".length), rules: chainsOf(restoreTables(text).get("mangle")!).get("MWAN-BALANCE") ?? [] }));
+  const variants = manifest.variants.map((key) => ({
+    key,
+    rules: chainsOf(restoreTables(p.files[`variants/${key}.rules`] ?? "").get("mangle") ?? []).get("MWAN-BALANCE") ?? [],
+  }));
   let variant: string | undefined;
 
   for (const [table, wantLines] of wantTables) {
@@ -142,7 +87,11 @@ export function compareProbe(p: GatewayProbe, output: string): DriftReport {
   }
 
   const batch = p.files["ip.batch"].split("\n");
-  const ours = (l: string) => /^1[012]\d\d:/.test(l);
+  const { first, last } = manifest.priorities.owned;
+  const ours = (l: string) => {
+    const pref = Number(/^(\d+):/.exec(l)?.[1]);
+    return pref >= first && pref <= last;
+  };
   listDiff("ip rule", batch.filter((l) => l.startsWith("rule add")).map(ruleShowLine), (live.get("ip rule") ?? []).map((l) => l.replace(/\t/g, " ")).filter(ours), drift);
   for (const line of batch.filter((l) => l.startsWith("route replace"))) {
     const [, route, table] = /^route replace (.*) table (\d+)$/.exec(line)!;
@@ -153,8 +102,8 @@ export function compareProbe(p: GatewayProbe, output: string): DriftReport {
   const installed = new Map((live.get("files") ?? []).map((l) => [l.slice(66).replace(/^\.\//, ""), l.slice(0, 64)]));
   for (const [name, text] of Object.entries(p.files)) {
     const have = installed.get(name);
-    if (have === undefined) drift.push(`missing file: ${p.installDir}/${name}`);
-    else if (have !== sha256(text)) drift.push(`changed file: ${p.installDir}/${name}`);
+    if (have === undefined) drift.push(`missing file: ${manifest.paths.installDir}/${name}`);
+    else if (have !== sha256(text)) drift.push(`changed file: ${manifest.paths.installDir}/${name}`);
   }
   const daemon = live.get("daemon")?.[0] ?? "unknown";
   if (daemon !== "active") drift.push(`stopped health daemon: multiwan-health is ${daemon}`);

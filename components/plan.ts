@@ -1,6 +1,8 @@
 // The planner: pure functions from a resolved gateway config to the view model every template
 // prints. All decisions (marks, tables, priorities, the split, variants, NAT) are made here.
+import { RESULT_TAG } from "./apply-result";
 import { gcd, type Gateway, type Health, type Link } from "./config";
+import { LAYOUT, UNITS, under, type Layout } from "./layout";
 
 /** Our bits of the packet/conntrack mark: host rules may use the others. */
 export const MARK_MASK = 0xff00;
@@ -8,6 +10,8 @@ const hex = (n: number) => `0x${n.toString(16)}`;
 
 /** Rule priorities: suppress (1000), then `from <address>` (1100+i), then `fwmark` (1200+i). */
 const PRIORITY = { suppressMain: 1000, from: 1100, fwmark: 1200 } as const;
+/** Every ip rule in this range is multiwan's: drift reports one it did not plan as extra. */
+const OWNED_PRIORITIES = { first: 1000, last: 1299 } as const;
 
 export interface PlannedLink {
   /** 1-based position: the health daemon's handle for the link. */
@@ -22,6 +26,11 @@ export interface PlannedLink {
   route: string;
   /** The mark as one number (`ping -m`, `conntrack --mark`). */
   markValue: number;
+  /** The link's value of the mark byte (config `mark`): markValue without the mask's zero bits. */
+  markByte: number;
+  /** `ip rule` priorities: `from <address>` (links with an address), `fwmark`. */
+  fromPriority?: number;
+  fwmarkPriority: number;
   /** Probe targets, space-separated, and how many must answer. */
   targets: string;
   reliability: number;
@@ -62,6 +71,11 @@ export interface Plan {
   root: string;
   /** Where apply.sh installs the bundle: `<root>/etc/multiwan`. */
   installDir: string;
+  /** Installed paths relative to root: scripts print `$root/<path>`, the manifest records them. */
+  layout: Layout;
+  units: typeof UNITS;
+  /** The tag of apply.sh's one machine-readable line on stdout. */
+  resultTag: string;
   mask: string;
   /** All hooks (iptables.hooks), and per table (iptables.rules). */
   hooks: { all: Hook[]; mangle: Hook[]; nat: Hook[] };
@@ -78,6 +92,7 @@ export interface Plan {
   /** OUTPUT: sockets bound to a link's address stay on that link. */
   pinnedSources: { address: string; fwmark: string }[];
   nat: { match: string; target: string }[];
+  priorities: { owned: { first: number; last: number }; suppressMain: number };
   ipRules: string[];
   ipRoutes: string[];
   ipUndo: string[];
@@ -179,6 +194,9 @@ function planLink(link: Link, position: number): PlannedLink {
     tableName: `mwan_${link.name}`,
     route: `default ${link.gateway ? `via ${link.gateway} ` : ""}dev ${link.interface} table ${link.table}`,
     markValue: link.mark << 8,
+    markByte: link.mark,
+    ...(address ? { fromPriority: PRIORITY.from + position } : {}),
+    fwmarkPriority: PRIORITY.fwmark + position,
     targets: link.check.targets.join(" "),
     reliability: link.check.reliability,
     address,
@@ -203,8 +221,8 @@ export function planGateway(gw: Gateway): Plan {
     // Main-table routes more specific than a default (LAN, connected, static) win over every
     // link table, so replies to the LAN never leave through a WAN.
     `rule add pref ${PRIORITY.suppressMain} lookup main suppress_prefixlength 0`,
-    ...links.flatMap((l, i) => (l.address ? [`rule add pref ${PRIORITY.from + i} from ${l.address} lookup ${l.table}`] : [])),
-    ...links.map((l, i) => `rule add pref ${PRIORITY.fwmark + i} fwmark ${l.fwmark} lookup ${l.table}`),
+    ...links.flatMap((l) => (l.fromPriority ? [`rule add pref ${l.fromPriority} from ${l.address} lookup ${l.table}`] : [])),
+    ...links.map((l) => `rule add pref ${l.fwmarkPriority} fwmark ${l.fwmark} lookup ${l.table}`),
   ];
   const ipRoutes = links.map((l) => `route replace ${l.route}`);
   const ipUndo = [
@@ -215,7 +233,10 @@ export function planGateway(gw: Gateway): Plan {
   return {
     gateway: gw.name,
     root: gw.root,
-    installDir: `${gw.root.replace(/\/$/, "")}/etc/multiwan`,
+    installDir: under(gw.root, LAYOUT.installDir),
+    layout: LAYOUT,
+    units: UNITS,
+    resultTag: RESULT_TAG,
     mask: hex(MARK_MASK),
     hooks: { all: HOOKS, mangle: HOOKS.filter((h) => h.table === "mangle"), nat: HOOKS.filter((h) => h.table === "nat") },
     links,
@@ -228,6 +249,7 @@ export function planGateway(gw: Gateway): Plan {
       ? links.flatMap((l) => (l.address ? [{ address: l.address, fwmark: l.fwmark }] : []))
       : [],
     nat,
+    priorities: { owned: OWNED_PRIORITIES, suppressMain: PRIORITY.suppressMain },
     ipRules,
     ipRoutes,
     ipUndo,

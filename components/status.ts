@@ -1,13 +1,14 @@
 // Status: what a gateway is doing right now, read over one SSH session. The health daemon's
 // state.json says which links are up and since when; conntrack says how many connections each
-// link carries (by our mark byte). Read-only; the only value put into the command is the root.
-import { daemonSection, parseProbe, rootDir, section, type GatewayProbe } from "./drift";
-import { MARK_MASK } from "./plan";
+// link carries (by our mark byte). Read-only; links, marks and paths come from the bundle's manifest.
+import type { DaemonState } from "./layout";
+import { readManifest, type Manifest } from "./manifest";
+import { daemonSection, parseProbe, section, type GatewayProbe } from "./probe-protocol";
 import { ConnectError, runRemote, type SshTarget } from "./remote";
 import type { Bundle } from "./render";
 
-/** What `status` needs of a gateway: the same as a drift probe (pushed bundle, install dir, root). */
-export type StatusInputs = Pick<GatewayProbe, "files" | "root">;
+/** What `status` needs of a gateway: the same as a drift probe (the pushed bundle). */
+export type StatusInputs = GatewayProbe;
 
 export interface LinkStatus {
   name: string;
@@ -37,47 +38,45 @@ export interface GatewayStatus {
   other: number;
 }
 
-const LINK_NAME = /^[a-z][a-z0-9_-]{0,14}$/;
-
-/** Name and mark byte of each link, in config order, from the bundle's health daemon. */
+/** Name and mark byte of each link, in config order, from the bundle's manifest. */
 export function statusLinks(files: Bundle): { name: string; markByte: number }[] {
-  const script = files["health.sh"] ?? "";
-  return [...script.matchAll(/^\s*\d+\) name=(\S+) iface=\S+ mark=(\d+) /gm)]
-    .filter(([, name]) => LINK_NAME.test(name))
-    .map(([, name, mark]) => ({ name, markByte: (Number(mark) & MARK_MASK) >> 8 }));
+  return readManifest(files).links.map(({ name, markByte }) => ({ name, markByte }));
+}
+
+/** A conntrack mark → the value of our mark byte in it (the bits of the manifest's mask, shifted down). */
+function markByteOf(manifest: Manifest): (mark: number) => number {
+  const mask = Number(manifest.markMask);
+  const lowest = (mask & -mask) >>> 0;
+  return (mark) => ((mark & mask) >>> 0) / lowest;
 }
 
 /**
  * Daemon liveness (as the drift probe checks it), the daemon's state.json, and open conntrack
- * entries counted per mark byte in one pass of `conntrack -L`: lines `BYTE COUNT`. Closed TCP
- * entries (TIME_WAIT, CLOSE) and ICMP (the daemon's own probes, kept 30 s each) are not counted.
+ * entries counted per mark in one pass of `conntrack -L`: lines `MARK COUNT`. Closed TCP entries
+ * (TIME_WAIT, CLOSE) and ICMP (the daemon's own probes, kept 30 s each) are not counted.
  */
-export function statusCommand(p: Pick<GatewayProbe, "root">): string {
-  const root = rootDir(p.root);
+export function statusCommand(p: StatusInputs): string {
+  const m = readManifest(p.files);
   const count =
     `awk '$1 == "icmp" || ($1 == "tcp" && ($4 == "TIME_WAIT" || $4 == "CLOSE")) { next } ` +
-    `{ for (i = 4; i <= NF; i++) if ($i ~ /^mark=[0-9]+$/) { c[int(substr($i, 6) / 256) % 256]++; break } } ` +
+    `{ for (i = 4; i <= NF; i++) if ($i ~ /^mark=[0-9]+$/) { c[substr($i, 6)]++; break } } ` +
     `END { for (m in c) print m, c[m] }'`;
   return [
-    daemonSection(p.root),
-    section("state", `cat ${root}/run/multiwan/state.json 2>/dev/null`),
+    daemonSection(m),
+    section("state", `cat ${m.paths.stateFile} 2>/dev/null`),
     section("conntrack", `if command -v conntrack >/dev/null; then conntrack -L 2>/dev/null | ${count}; else echo unavailable; fi`),
     "true",
   ].join("\n");
 }
 
-interface DaemonState {
-  updated?: number;
-  variant?: string;
-  links?: { name?: string; status?: string; since?: number }[];
-}
-
 const date = (ms: unknown) => (typeof ms === "number" && Number.isFinite(ms) && ms > 0 ? new Date(ms) : null);
 
-/** The command's output → status of the bundle's links (names and marks from `files`). */
+/** The command's output → status of the bundle's links (names and marks from its manifest). */
 export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
   const live = parseProbe(stdout);
-  let state: DaemonState = {};
+  const byteOf = markByteOf(readManifest(files));
+  // Fields may be missing or of any type: the file is read as the gateway has it.
+  let state: Partial<DaemonState> = {};
   try {
     state = JSON.parse((live.get("state") ?? []).join("")) ?? {};
   } catch {
@@ -88,7 +87,9 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
   const counts = new Map<number, number>();
   for (const line of ct ?? []) {
     const m = /^(\d+) (\d+)$/.exec(line);
-    if (m) counts.set(Number(m[1]), Number(m[2]));
+    if (!m) continue;
+    const byte = byteOf(Number(m[1]));
+    counts.set(byte, (counts.get(byte) ?? 0) + Number(m[2]));
   }
   const conntrack = ct !== undefined && ct[0] !== "unavailable";
 
@@ -119,18 +120,28 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
   };
 }
 
-function unreachable(files: Bundle, error: string): GatewayStatus {
-  const links = statusLinks(files).map(({ name }) => ({ name, status: "unknown" as const, since: null, connections: null, share: 0 }));
-  return { reachable: false, error, daemon: "unknown", updated: null, links, total: 0, other: 0 };
+function unreachable(links: { name: string }[], error: string): GatewayStatus {
+  const unknown = links.map(({ name }) => ({ name, status: "unknown" as const, since: null, connections: null, share: 0 }));
+  return { reachable: false, error, daemon: "unknown", updated: null, links: unknown, total: 0, other: 0 };
 }
 
-/** One SSH session: never throws; a gateway that cannot be read is `reachable: false` with the reason. */
+/**
+ * One SSH session: never throws; a gateway that cannot be read is `reachable: false` with the
+ * reason. So is one whose pushed bundle has no usable manifest (an older multiwan pushed it):
+ * without it nothing can be read, and a status that looked fine would hide that.
+ */
 export async function gatewayStatus(target: SshTarget, inputs: StatusInputs): Promise<GatewayStatus> {
+  let links: { name: string }[];
+  try {
+    links = statusLinks(inputs.files);
+  } catch (e) {
+    return unreachable([], `${target.host}: ${(e as Error).message}`);
+  }
   try {
     const r = await runRemote(target, statusCommand(inputs));
-    if (r.code !== 0) return unreachable(inputs.files, `status command failed (${r.code}): ${r.stderr.trim()}`);
+    if (r.code !== 0) return unreachable(links, `status command failed (${r.code}): ${r.stderr.trim()}`);
     return parseStatus(r.stdout, inputs.files);
   } catch (e) {
-    return unreachable(inputs.files, e instanceof ConnectError ? e.message : `${target.host}: ${(e as Error).message}`);
+    return unreachable(links, e instanceof ConnectError ? e.message : `${target.host}: ${(e as Error).message}`);
   }
 }

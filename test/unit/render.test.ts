@@ -125,6 +125,7 @@ describe("the rest of the bundle", () => {
         "ip.undo",
         "iptables.hooks",
         "iptables.rules",
+        "manifest.json",
         "multiwan-restore.service",
         "rt_tables",
         "sysctl.conf",

@@ -8,12 +8,20 @@ import { join } from "node:path";
 import { utils } from "ssh2";
 import { afterAll, describe, expect, it } from "vitest";
 import { planGateway } from "../../components/plan";
-import { renderBundle } from "../../components/render";
+import { renderBundle, type Bundle } from "../../components/render";
 import { gatewayStatus, parseStatus, statusCommand, statusLinks, type GatewayStatus } from "../../components/status";
 import { age, statusExitCode, statusTable, type StatusRow } from "../../cli/status";
 import { gateway } from "./fixtures";
 
-const files = renderBundle(planGateway(gateway()));
+/** The fixture gateway's bundle, installed under `root`. */
+const bundleAt = (root: string) => renderBundle(planGateway(gateway((s) => (s.gateways[0].root = root))));
+const files = bundleAt("/");
+/** `files` with its manifest edited. */
+const withManifest = (edit: (m: any) => void): Bundle => {
+  const m = JSON.parse(files["manifest.json"]);
+  edit(m);
+  return { ...files, "manifest.json": JSON.stringify(m) };
+};
 const scratch = mkdtempSync(join(tmpdir(), "mwt-status-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -48,11 +56,11 @@ function runLocally(root: string, conntrack: string | null): string {
   }
   // Without conntrack on PATH: only the basics a shell needs.
   const path = conntrack === null ? `${bin}:/usr/bin:/bin` : `${bin}:${process.env.PATH}`;
-  return execFileSync("sh", ["-c", statusCommand({ root })], { encoding: "utf8", env: { PATH: path } });
+  return execFileSync("sh", ["-c", statusCommand({ files: bundleAt(root) })], { encoding: "utf8", env: { PATH: path } });
 }
 
 describe("status command and parsing", () => {
-  it("takes link names and mark bytes from the bundle's health daemon", () => {
+  it("takes link names and mark bytes from the bundle's manifest", () => {
     expect(statusLinks(files)).toEqual([
       { name: "isp1", markByte: 1 },
       { name: "isp2", markByte: 2 },
@@ -97,11 +105,18 @@ describe("status command and parsing", () => {
     expect(parseStatus("", files).daemon).toBe("unknown");
   });
 
-  it("puts nothing but a valid root into the command", () => {
-    expect(statusCommand({ root: "/" })).toContain("cat /run/multiwan/state.json");
-    expect(statusCommand({ root: "/srv/gw1/" })).toContain("cat /srv/gw1/run/multiwan/state.json");
+  it("counts connections by the manifest's mark mask", () => {
+    const out = (mask: string) => parseStatus(`@@multiwan@@ conntrack\n256 2\n65792 3\n512 1\n`, withManifest((m) => (m.markMask = mask)));
+    expect(out("0xff00").links.map((l) => l.connections)).toEqual([5, 1]); // 65792 = 0x10100: byte 1 under 0xff00
+    expect(out("0xff0000")).toMatchObject({ links: [{ connections: 3 }, { connections: 0 }], other: 3 });
+  });
+
+  it("puts nothing but the manifest's checked paths into the command", () => {
+    expect(statusCommand({ files })).toContain("cat /run/multiwan/state.json");
+    expect(statusCommand({ files: bundleAt("/srv/gw1/") })).toContain("cat /srv/gw1/run/multiwan/state.json");
     for (const root of ["/x; reboot", "relative", "/a/../etc", "/$(id)", "/a b"]) {
-      expect(() => statusCommand({ root }), root).toThrow(/invalid root/);
+      expect(() => statusCommand({ files: withManifest((m) => (m.root = root)) }), root).toThrow(/invalid manifest.json: root/);
+      expect(() => statusCommand({ files: withManifest((m) => (m.paths.stateFile = root)) }), root).toThrow(/invalid manifest.json: paths.stateFile/);
     }
   });
 });
@@ -115,18 +130,24 @@ describe("gatewayStatus", () => {
       });
     });
     const privateKey = utils.generateKeyPairSync("ed25519").private;
-    const status = await gatewayStatus({ host: "127.0.0.1", port, user: "root", privateKey, connectTimeout: 2 }, { files, root: "/" });
+    const status = await gatewayStatus({ host: "127.0.0.1", port, user: "root", privateKey, connectTimeout: 2 }, { files });
     expect(status.reachable).toBe(false);
     expect(status.error).toMatch(/^127\.0\.0\.1:\d+: .*ECONNREFUSED/);
     expect(status.links.map((l) => [l.name, l.status])).toEqual([["isp1", "unknown"], ["isp2", "unknown"]]);
     // A key that does not parse is the gateway's answer too, not an exception.
-    const badKey = await gatewayStatus({ host: "127.0.0.1", port, user: "root", privateKey: "not a key" }, { files, root: "/" });
+    const badKey = await gatewayStatus({ host: "127.0.0.1", port, user: "root", privateKey: "not a key" }, { files });
     expect(badKey).toMatchObject({ reachable: false, error: expect.stringMatching(/^127\.0\.0\.1: Cannot parse privateKey/) });
   });
 
   it("refuses a bad root without connecting", async () => {
-    const status = await gatewayStatus({ host: "127.0.0.1", port: 1, user: "root", privateKey: "unused" }, { files, root: "/x;y" });
-    expect(status).toMatchObject({ reachable: false, error: expect.stringMatching(/invalid root/) });
+    const status = await gatewayStatus({ host: "127.0.0.1", port: 1, user: "root", privateKey: "unused" }, { files: withManifest((m) => (m.root = "/x;y")) });
+    expect(status).toMatchObject({ reachable: false, error: expect.stringMatching(/invalid manifest.json: root/) });
+  });
+
+  it("says so, without connecting, when the pushed bundle has no manifest (an older multiwan pushed it)", async () => {
+    const { "manifest.json": _, ...old } = files;
+    const status = await gatewayStatus({ host: "127.0.0.1", port: 1, user: "root", privateKey: "unused" }, { files: old });
+    expect(status).toMatchObject({ reachable: false, links: [], error: "127.0.0.1: the pushed bundle has no manifest.json (an older multiwan pushed it): push it again (pulumi up) before checking it" });
   });
 });
 

@@ -1,0 +1,122 @@
+// manifest.json: the bundle's facts about itself (links, marks, tables, rule priorities, variants,
+// installed paths), written by the planner next to the files they explain. Drift and status read
+// these facts from the bundle in state instead of scraping its rendered text, so they check a
+// bundle by what it says about itself, whichever multiwan pushed it.
+import { LAYOUT, under, type Layout } from "./layout";
+import type { Hook, Plan } from "./plan";
+import type { Bundle } from "./render";
+
+export const MANIFEST_FILE = "manifest.json";
+/** Bumped when a field changes meaning; readers refuse formats they do not know. */
+export const MANIFEST_FORMAT = 1;
+
+export interface ManifestLink {
+  name: string;
+  interface: string;
+  /** The mark as one number, e.g. 512, and as iptables/ip write it, `0x200/0xff00`. */
+  markValue: number;
+  fwmark: string;
+  /** The link's value of the mark byte (markValue without the mask's zero bits), e.g. 2. */
+  markByte: number;
+  table: number;
+  tableName: string;
+  /** Addresses the health daemon pings through the link. */
+  targets: string[];
+}
+
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  gateway: string;
+  root: string;
+  installDir: string;
+  links: ManifestLink[];
+  /** `ip rule` priorities: every rule in `owned` is multiwan's; per kind, link name → priority. */
+  priorities: {
+    owned: { first: number; last: number };
+    suppressMain: number;
+    from: Record<string, number>;
+    fwmark: Record<string, number>;
+  };
+  /** Our bits of the packet and conntrack mark, e.g. `0xff00`. */
+  markMask: string;
+  /** Balancing variants, each in `variants/<key>.rules`. */
+  variants: string[];
+  /** Absolute paths on the gateway (under root) of everything apply.sh and the daemon write. */
+  paths: Layout;
+  /** Unit names: bundle files installed into `paths.unitDir`. */
+  units: { restore: string; health: string };
+  /** The jumps from built-in chains into ours. */
+  hooks: Hook[];
+}
+
+export function planManifest(plan: Plan): Manifest {
+  const byLink = (priority: (l: Plan["links"][number]) => number | undefined) =>
+    Object.fromEntries(plan.links.flatMap((l) => (priority(l) === undefined ? [] : [[l.name, priority(l)!]])));
+  return {
+    format: MANIFEST_FORMAT,
+    gateway: plan.gateway,
+    root: plan.root,
+    installDir: plan.installDir,
+    links: plan.links.map((l) => ({
+      name: l.name,
+      interface: l.interface,
+      markValue: l.markValue,
+      fwmark: l.fwmark,
+      markByte: l.markByte,
+      table: l.table,
+      tableName: l.tableName,
+      targets: l.targets.split(" "),
+    })),
+    priorities: { ...plan.priorities, from: byLink((l) => l.fromPriority), fwmark: byLink((l) => l.fwmarkPriority) },
+    markMask: plan.mask,
+    variants: plan.variants.map((v) => v.key),
+    paths: Object.fromEntries(Object.entries(plan.layout).map(([key, path]) => [key, under(plan.root, path)])) as Layout,
+    units: plan.units,
+    hooks: plan.hooks.all,
+  };
+}
+
+export const renderManifest = (plan: Plan): string => `${JSON.stringify(planManifest(plan), null, 2)}\n`;
+
+const ROOT = /^\/([A-Za-z0-9._-]+\/?)*$/;
+const ABSOLUTE = /^(\/[A-Za-z0-9._-]+)+$/;
+const NAME = /^[A-Za-z0-9._@+-]+$/;
+const noDotDot = (path: string) => !path.split("/").includes("..");
+
+/**
+ * The manifest of a pushed bundle, checked where its values reach a remote command (paths, unit
+ * names, tables) or arithmetic (mask): the state it comes from can be edited. Throws, with what
+ * to do, when there is none: a bundle pushed before manifests cannot be checked, only pushed again.
+ */
+export function readManifest(files: Bundle): Manifest {
+  const text = files[MANIFEST_FILE];
+  if (text === undefined) {
+    throw new Error(`the pushed bundle has no ${MANIFEST_FILE} (an older multiwan pushed it): push it again (pulumi up) before checking it`);
+  }
+  let m: Manifest;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    throw new Error(`the pushed bundle's ${MANIFEST_FILE} is not JSON`);
+  }
+  if (m?.format !== MANIFEST_FORMAT) {
+    throw new Error(`the pushed bundle's ${MANIFEST_FILE} has format ${JSON.stringify(m?.format)}; this multiwan reads format ${MANIFEST_FORMAT}`);
+  }
+  const invalid = (field: string, value: unknown) => new Error(`invalid ${MANIFEST_FILE}: ${field} ${JSON.stringify(value)}`);
+  if (typeof m.root !== "string" || !ROOT.test(m.root) || !noDotDot(m.root)) throw invalid("root", m.root);
+  for (const key of Object.keys(LAYOUT) as (keyof Layout)[]) {
+    const path = m.paths?.[key];
+    if (typeof path !== "string" || !ABSOLUTE.test(path) || !noDotDot(path)) throw invalid(`paths.${key}`, path);
+  }
+  for (const unit of [m.units?.restore, m.units?.health]) if (typeof unit !== "string" || !NAME.test(unit)) throw invalid("units", m.units);
+  if (!Array.isArray(m.links)) throw invalid("links", m.links);
+  for (const l of m.links) {
+    for (const n of [l.table, l.markValue, l.markByte]) if (!Number.isInteger(n)) throw invalid(`links ${l.name}`, l);
+    if (typeof l.name !== "string") throw invalid("link name", l.name);
+  }
+  if (typeof m.markMask !== "string" || !/^0x[0-9a-f]{1,8}$/.test(m.markMask) || Number(m.markMask) === 0) throw invalid("markMask", m.markMask);
+  const { first, last } = m.priorities?.owned ?? {};
+  if (!Number.isInteger(first) || !Number.isInteger(last)) throw invalid("priorities.owned", m.priorities?.owned);
+  if (!Array.isArray(m.variants)) throw invalid("variants", m.variants);
+  return m;
+}

@@ -1,0 +1,51 @@
+// The read-only probe protocol: one shell command prints each part of a gateway's live state under
+// a marker line, parseProbe splits the output again. Every value put into a command comes from the
+// bundle's manifest, checked by readManifest (state can be edited); the comparison is in drift.ts.
+import { readManifest, type Manifest } from "./manifest";
+import type { Bundle } from "./render";
+
+export interface GatewayProbe {
+  /** The pushed bundle: its manifest says where everything is. */
+  files: Bundle;
+}
+
+const SECTION = "@@multiwan@@";
+
+/** A part of a probe's output, under its marker line. */
+export const section = (name: string, command: string) => `echo '${SECTION} ${name}'; ${command}`;
+
+/** `active` when the gateway's health daemon runs (systemd, or apply.sh's pid file), else not. */
+export function daemonSection(m: Manifest): string {
+  return section(
+    "daemon",
+    `if [ -d /run/systemd/system ] && [ '${m.root}' = / ]; then systemctl is-active ${m.units.health}; ` +
+      `elif pid=$(cat ${m.paths.pidFile} 2>/dev/null) && grep -q health.sh /proc/$pid/cmdline 2>/dev/null; ` +
+      `then echo active; else echo inactive; fi`,
+  );
+}
+
+/** What drift compares: rules, policy rules, link tables' routes, rt_tables, installed files, daemon. */
+export function probeCommand(p: GatewayProbe): string {
+  const m = readManifest(p.files);
+  return [
+    section("iptables mangle", "iptables-save -t mangle"),
+    section("iptables nat", "iptables-save -t nat"),
+    section("ip rule", "ip rule show"),
+    ...m.links.map((l) => section(`route ${l.table}`, `ip route show table ${l.table} 2>/dev/null`)),
+    section("rt_tables", `cat ${m.paths.rtTables} 2>/dev/null`),
+    section("files", `cd ${m.paths.installDir} 2>/dev/null && find . -type f | sort | xargs -r sha256sum`),
+    daemonSection(m),
+    "true",
+  ].join("\n");
+}
+
+/** Probe output → section name → its lines. */
+export function parseProbe(output: string): Map<string, string[]> {
+  const sections = new Map<string, string[]>();
+  let current: string[] | undefined;
+  for (const line of output.split("\n")) {
+    if (line.startsWith(`${SECTION} `)) sections.set(line.slice(SECTION.length + 1), (current = []));
+    else if (current && line.trim() !== "") current.push(line.replace(/\s+$/, ""));
+  }
+  return sections;
+}

@@ -1,0 +1,103 @@
+// The bundle's manifest: what it says about the fixture gateway, that it agrees with the rendered
+// files it describes, how readers refuse a missing or foreign one, and that the scripts take their
+// paths from the same layout (health.sh's state.json read back by status).
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { readManifest, type Manifest } from "../../components/manifest";
+import { planGateway } from "../../components/plan";
+import { TEMPLATE_DIR, renderBundle } from "../../components/render";
+import { parseStatus } from "../../components/status";
+import { gateway } from "./fixtures";
+
+const files = renderBundle(planGateway(gateway((s) => (s.gateways[0].root = "/srv/gw1"))));
+const manifest: Manifest = JSON.parse(files["manifest.json"]);
+const scratch = mkdtempSync(join(tmpdir(), "mwt-manifest-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe("manifest.json", () => {
+  it("describes the fixture gateway", () => {
+    expect(manifest).toEqual({
+      format: 1,
+      gateway: "gw1",
+      root: "/srv/gw1",
+      installDir: "/srv/gw1/etc/multiwan",
+      links: [
+        { name: "isp1", interface: "wan1", markValue: 256, fwmark: "0x100/0xff00", markByte: 1, table: 101, tableName: "mwan_isp1", targets: ["192.0.2.1"] },
+        { name: "isp2", interface: "wan2", markValue: 512, fwmark: "0x200/0xff00", markByte: 2, table: 102, tableName: "mwan_isp2", targets: ["192.0.2.1"] },
+      ],
+      priorities: { owned: { first: 1000, last: 1299 }, suppressMain: 1000, from: { isp1: 1100 }, fwmark: { isp1: 1200, isp2: 1201 } },
+      markMask: "0xff00",
+      variants: ["isp1", "isp2", "isp1+isp2", "none"],
+      paths: {
+        installDir: "/srv/gw1/etc/multiwan",
+        rtTables: "/srv/gw1/etc/iproute2/rt_tables.d/multiwan.conf",
+        sysctl: "/srv/gw1/etc/sysctl.d/90-multiwan.conf",
+        unitDir: "/srv/gw1/etc/systemd/system",
+        hooksDir: "/srv/gw1/etc/multiwan-hooks.d",
+        stageDir: "/srv/gw1/var/lib/multiwan",
+        runDir: "/srv/gw1/run/multiwan",
+        stateFile: "/srv/gw1/run/multiwan/state.json",
+        variantFile: "/srv/gw1/run/multiwan/variant",
+        linksDir: "/srv/gw1/run/multiwan/links",
+        probesDir: "/srv/gw1/run/multiwan/probes",
+        pidFile: "/srv/gw1/run/multiwan/health.pid",
+        pendingFile: "/srv/gw1/run/multiwan/pending",
+        lockFile: "/srv/gw1/run/multiwan/lock",
+        healthLog: "/srv/gw1/var/log/multiwan-health.log",
+        applyLog: "/srv/gw1/var/log/multiwan-apply.log",
+      },
+      units: { restore: "multiwan-restore.service", health: "multiwan-health.service" },
+      hooks: [
+        { table: "mangle", chain: "PREROUTING", target: "MWAN-PRE" },
+        { table: "mangle", chain: "OUTPUT", target: "MWAN-OUT" },
+        { table: "nat", chain: "POSTROUTING", target: "MWAN-POST" },
+      ],
+    });
+    expect(readManifest(files)).toEqual(manifest);
+  });
+
+  it("agrees with the files it describes", () => {
+    const prefs = [...files["ip.batch"].matchAll(/^rule add pref (\d+) /gm)].map((m) => Number(m[1]));
+    const { owned, suppressMain, from, fwmark } = manifest.priorities;
+    expect(prefs.sort()).toEqual([suppressMain, ...Object.values(from), ...Object.values(fwmark)].sort());
+    for (const p of prefs) expect(p >= owned.first && p <= owned.last).toBe(true);
+    expect(files["rt_tables"]).toContain(manifest.links.map((l) => `${l.table}\t${l.tableName}\n`).join(""));
+    expect(Object.keys(files).filter((f) => f.startsWith("variants/")).sort()).toEqual(manifest.variants.map((v) => `variants/${v}.rules`).sort());
+    expect(files["iptables.hooks"]).toBe(manifest.hooks.map((h) => `${h.table}\t-A ${h.chain} -j ${h.target}\n`).join(""));
+  });
+
+  it("readers refuse a bundle without one, or of a format they do not know", () => {
+    const { "manifest.json": _, ...old } = files;
+    expect(() => readManifest(old)).toThrow(/has no manifest.json \(an older multiwan pushed it\): push it again/);
+    expect(() => readManifest({ ...files, "manifest.json": JSON.stringify({ ...manifest, format: 2 }) })).toThrow(/format 2; this multiwan reads format 1/);
+    expect(() => readManifest({ ...files, "manifest.json": "{" })).toThrow(/not JSON/);
+    const badTable = { ...manifest, links: [{ ...manifest.links[0], table: "101; reboot" }] };
+    expect(() => readManifest({ ...files, "manifest.json": JSON.stringify(badTable) })).toThrow(/invalid manifest.json: links isp1/);
+  });
+});
+
+describe("the scripts' paths come from the layout", () => {
+  it.each(["apply.sh", "health.sh"])("%s.mustache names no installed path itself", (script) => {
+    const template = readFileSync(join(TEMPLATE_DIR, `${script}.mustache`), "utf8");
+    expect(template).not.toMatch(/run\/multiwan|etc\/multiwan|etc\/iproute2|etc\/sysctl|etc\/systemd|var\/log|state\.json|health\.pid/);
+  });
+
+  it("health.sh writes the state.json that status reads", () => {
+    const root = join(scratch, "health-root");
+    const bundle = renderBundle(planGateway(gateway((s) => (s.gateways[0].root = root))));
+    // The daemon without its main loop: one state write from link files as a run left them.
+    const script = bundle["health.sh"].replace(/\nmain\n$/, "\n");
+    expect(script).not.toBe(bundle["health.sh"]);
+    writeFileSync(join(scratch, "health.sh"), `${script}mkdir -p "$linkstate"\necho "down 1000 0 3 0 7" >"$linkstate/isp2"\nwrite_state_json\n`);
+    execFileSync("sh", [join(scratch, "health.sh")]);
+    const state = readFileSync(JSON.parse(bundle["manifest.json"]).paths.stateFile, "utf8");
+    const status = parseStatus(`@@multiwan@@ state\n${state}`, bundle);
+    expect(status.variant).toBe("isp1");
+    expect(status.links.map((l) => [l.name, l.status])).toEqual([["isp1", "up"], ["isp2", "down"]]);
+    expect(status.links[1].since).toEqual(new Date(1000));
+    expect(JSON.parse(state).links[1]).toEqual({ name: "isp2", status: "down", since: 1000, okRounds: 0, failedRounds: 3, lastAnswered: 0, targets: 1 });
+  });
+});
