@@ -1,6 +1,15 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx, resolved from this package, so no build step is needed.
-require("tsx/cjs");
-require("../cli/main.ts")
-  .main(process.argv.slice(2))
-  .then((code) => process.exit(code));
+// The installed package runs the built CLI (dist/); a source checkout runs its TypeScript through
+// tsx (a dev dependency), so tests and the lab never run a stale build.
+const { existsSync } = require("node:fs");
+const { join } = require("node:path");
+
+const source = join(__dirname, "../cli/main.ts");
+let cli;
+if (existsSync(source) && existsSync(join(__dirname, "../node_modules/tsx"))) {
+  require("tsx/cjs");
+  cli = require(source);
+} else {
+  cli = require("../dist/cli/main.js");
+}
+cli.main(process.argv.slice(2)).then((code) => process.exit(code));

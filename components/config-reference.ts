@@ -4,8 +4,9 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { CROSS_FIELD_RULES, siteSchema } from "./config";
+import { PACKAGE_ROOT } from "./package-root";
 
-export const REFERENCE_FILE = join(__dirname, "..", "docs", "configuration.md");
+export const REFERENCE_FILE = join(PACKAGE_ROOT, "docs", "configuration.md");
 
 /** The JSON Schema keywords zod emits for this schema. */
 interface Node {

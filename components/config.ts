@@ -132,9 +132,10 @@ const healthFields = {
 const balancePartial = z.strictObject(balanceFields).partial();
 const healthPartial = z.strictObject(healthFields).partial();
 
-const gatewaySchema = z.strictObject({
-  name: name.describe("unique in the site: the CLI's `--gateway` and the Pulumi resource names"),
-  connection: z.strictObject({
+const HOST_KEY_REQUIRED = "is required to pin the gateway's SSH host key (ssh-keyscan -t ed25519 HOST), or set insecureSkipHostKeyCheck: true";
+
+/** How the gateway is reached; checked on its own too, when its values come from other resources. */
+export const connectionSchema = z.strictObject({
     host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, "must be an IPv4 address or a DNS name")
       .meta({ title: "IPv4 address or DNS name", description: "the gateway's SSH address" }),
     port: z.number().int().min(1).max(65535).default(22).describe("SSH port"),
@@ -151,7 +152,15 @@ const gatewaySchema = z.strictObject({
     insecureSkipHostKeyCheck: z.boolean().default(false).describe("connect without pinning the host key (not for production)"),
     rollbackAfter: z.number().int().min(5).max(600).default(60)
       .describe("seconds after which an apply not confirmed over a fresh SSH connection rolls itself back"),
-  }).describe("how Pulumi and `multiwan drift` reach the gateway over SSH; the key is the secret `multiwan:sshPrivateKey`"),
+  })
+  .superRefine((c, ctx) => {
+    if (!c.hostKey && !c.insecureSkipHostKeyCheck) ctx.addIssue({ code: "custom", path: ["hostKey"], message: HOST_KEY_REQUIRED });
+  })
+  .describe("how Pulumi and `multiwan drift` reach the gateway over SSH; the key is the secret `multiwan:sshPrivateKey`");
+
+export const gatewaySchema = z.strictObject({
+  name: name.describe("unique in the site: the CLI's `--gateway` and the Pulumi resource names"),
+  connection: connectionSchema,
   root: z
     .string()
     .regex(/^\/([A-Za-z0-9._-]+\/?)*$/, "must be an absolute path of A-Z a-z 0-9 . _ - segments")
@@ -180,6 +189,9 @@ export const siteSchema = z.strictObject({
 });
 
 type RawGateway = z.infer<typeof gatewaySchema>;
+/** One gateway as written in config (before defaults): what the Gateway component takes. */
+export type GatewayInput = z.input<typeof gatewaySchema>;
+export type Connection = z.infer<typeof connectionSchema>;
 export type Link = z.infer<typeof linkSchema> & { mark: number; table: number };
 export type Balance = z.infer<typeof balancePartial> & typeof BALANCE_DEFAULTS & {
   protocols?: z.infer<typeof protocol>[];
@@ -196,19 +208,21 @@ export type Site = { gateways: Gateway[] };
 
 type Problem = { path: string; message: string };
 
+/** zod's issues as problems, an unknown key named by its own path. */
+function problemsOf(error: z.ZodError, prefix: PropertyKey[] = []): Problem[] {
+  return error.issues.flatMap((issue) =>
+    issue.code === "unrecognized_keys"
+      ? issue.keys.map((key) => ({ path: formatPath([...prefix, ...issue.path, key]), message: "unknown key" }))
+      : [{ path: formatPath([...prefix, ...issue.path]), message: issue.message }],
+  );
+}
+
 /** Parse and check a site config; throws ConfigError listing every problem. */
 export function parseSite(input: unknown): Site {
   const parsed = siteSchema.safeParse(input);
   const problems: Problem[] = [];
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      if (issue.code === "unrecognized_keys") {
-        for (const key of issue.keys) problems.push({ path: formatPath([...issue.path, key]), message: "unknown key" });
-      } else {
-        problems.push({ path: formatPath(issue.path), message: issue.message });
-      }
-    }
-    problems.push(...duplicateGatewayNames(input));
+    problems.push(...problemsOf(parsed.error), ...duplicateGatewayNames(input));
     throw new ConfigError(problems);
   }
   const site = parsed.data;
@@ -216,6 +230,26 @@ export function parseSite(input: unknown): Site {
   const gateways = site.gateways.map((gw, i) => resolveGateway(gw, site, `gateways[${i}]`, problems));
   if (problems.length) throw new ConfigError(problems);
   return { gateways };
+}
+
+/**
+ * One gateway (the Gateway component's `config`): the same checks as in a site, with paths under
+ * `at` (`config.links[0].weight`).
+ */
+export function parseGateway(input: unknown, at = "config"): Gateway {
+  try {
+    return parseSite({ gateways: [input] }).gateways[0];
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    throw new ConfigError(e.problems.map((p) => ({ ...p, path: p.path.replace(/^gateways\[0\]/, at) })));
+  }
+}
+
+/** A gateway's connection alone, for values known only once other resources exist. */
+export function parseConnection(input: unknown, at = "config.connection"): Connection {
+  const parsed = connectionSchema.safeParse(input);
+  if (!parsed.success) throw new ConfigError(problemsOf(parsed.error, [at]));
+  return parsed.data;
 }
 
 function duplicateGatewayNames(input: unknown): Problem[] {
@@ -258,8 +292,6 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
   const links = assignMarksAndTables(gw.links);
   const problem = (path: string, message: string) => problems.push({ path: `${at}.${path}`, message });
 
-  if (!gw.connection.hostKey && !gw.connection.insecureSkipHostKeyCheck)
-    problem("connection.hostKey", "is required to pin the gateway's SSH host key (ssh-keyscan -t ed25519 HOST), or set insecureSkipHostKeyCheck: true");
   for (const i of duplicates(links.map((l) => l.name))) problem(`links[${i}].name`, `duplicate link name "${links[i].name}"`);
   for (const i of duplicates(links.map((l) => l.interface)))
     problem(`links[${i}].interface`, `interface "${links[i].interface}" is already used by another link`);

@@ -1,14 +1,21 @@
-// The Gateway component: one gateway of a site, planned and rendered at deploy time and pushed
-// over SSH. The constructor only wires: all decisions are in plan.ts, all text in templates/.
+// The Gateway component: one gateway of a site, validated, planned and rendered at deploy time and
+// pushed over SSH. The constructor only wires: all decisions are in plan.ts, all text in templates/.
 import * as pulumi from "@pulumi/pulumi";
-import type { Gateway as GatewayConfig } from "./config";
+import { ConfigError, parseConnection, parseGateway, type Connection, type GatewayInput } from "./config";
 import { planGateway } from "./plan";
-import { GatewayPush } from "./push";
+import { gatewayPush, type PushKind } from "./push";
 import { bundleFingerprint, renderBundle } from "./render";
 
+export const GATEWAY_TYPE = "multiwan:index:Gateway";
+
+/** A gateway's config as written (defaults not yet applied); connection values may be outputs. */
+export type GatewayConfigInput = Omit<GatewayInput, "connection"> & {
+  connection: { [K in keyof GatewayInput["connection"]]: pulumi.Input<GatewayInput["connection"][K]> };
+};
+
 export interface GatewayArgs {
-  /** One gateway of a site config, as `parseSite` returns it (validated, defaults filled). */
-  config: GatewayConfig;
+  /** One gateway, as in `multiwan:site`'s `gateways[]`: validated by the constructor. */
+  config: GatewayConfigInput;
   /** The SSH private key: keep it a secret (`multiwan:sshPrivateKey`). */
   privateKey: pulumi.Input<string>;
 }
@@ -18,6 +25,9 @@ export interface LinkInfo {
   table: number;
 }
 
+/** Stands in for connection values not known yet, so the rest is checked and planned now. */
+const PENDING_CONNECTION = { host: "pending", insecureSkipHostKeyCheck: true };
+
 export class Gateway extends pulumi.ComponentResource {
   /** SHA-256 over every file of the bundle: changes whenever anything pushed changes. */
   readonly fingerprint: pulumi.Output<string>;
@@ -26,34 +36,55 @@ export class Gateway extends pulumi.ComponentResource {
   /** What the gateway's apply.sh reported. */
   readonly applied: pulumi.Output<string>;
 
-  constructor(name: string, args: GatewayArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("multiwan:index:Gateway", name, {}, opts);
-    const plan = planGateway(args.config);
+  /** `push`: how the bundle travels; the package's own provider passes "provider" (see push.ts). */
+  constructor(name: string, args: GatewayArgs, opts?: pulumi.ComponentResourceOptions, push: PushKind = "dynamic") {
+    super(GATEWAY_TYPE, name, {}, opts);
+    const fail = (e: unknown): never => {
+      if (e instanceof ConfigError) throw new pulumi.ResourceError(`${name}: ${e.message}`, this, true);
+      throw e;
+    };
+    const { connection, ...rest } = args.config ?? ({} as GatewayConfigInput);
+    const known = connection !== undefined && Object.values(connection).every((v) => !pulumi.Output.isInstance(v) && !(v instanceof Promise));
+    let gw;
+    try {
+      gw = parseGateway({ ...rest, connection: known ? connection : PENDING_CONNECTION });
+    } catch (e) {
+      fail(e);
+    }
+    const plan = planGateway(gw!);
     const files = renderBundle(plan);
     const fingerprint = bundleFingerprint(files);
-    const { connection } = args.config;
-    const push = new GatewayPush(
+    // Checked again once every value is known: the same schema, the same messages.
+    const resolved: pulumi.Output<Connection> = pulumi.output(connection as pulumi.Input<object>).apply((c) => {
+      try {
+        return parseConnection(c);
+      } catch (e) {
+        return fail(e);
+      }
+    });
+    const pushed = gatewayPush(
       `${name}-push`,
       {
-        gateway: args.config.name,
-        target: {
-          host: connection.host,
-          port: connection.port,
-          user: connection.user,
-          ...(connection.insecureSkipHostKeyCheck ? {} : { hostKey: connection.hostKey }),
-        },
+        gateway: gw!.name,
+        target: resolved.apply((c) => ({
+          host: c.host,
+          port: c.port,
+          user: c.user,
+          ...(c.insecureSkipHostKeyCheck ? {} : { hostKey: c.hostKey }),
+        })),
         privateKey: pulumi.secret(args.privateKey),
         installDir: plan.installDir,
         root: plan.root,
-        rollbackAfter: connection.rollbackAfter,
+        rollbackAfter: resolved.apply((c) => c.rollbackAfter),
         files,
         fingerprint,
       },
       { parent: this },
+      push,
     );
-    this.fingerprint = push.fingerprint;
+    this.fingerprint = pushed.fingerprint;
     this.links = pulumi.output(Object.fromEntries(plan.links.map((l) => [l.name, { mark: l.fwmark, table: l.table }])));
-    this.applied = push.applied;
+    this.applied = pushed.applied;
     this.registerOutputs({ fingerprint: this.fingerprint, links: this.links, applied: this.applied });
   }
 }

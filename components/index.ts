@@ -1,5 +1,15 @@
-// multiwan as a library: the component, and the pure layers beneath it for tools of your own.
-export { Gateway, type GatewayArgs, type LinkInfo } from "./gateway";
-export { ConfigError, parseSite, siteSchema, type Gateway as GatewayConfig, type Site } from "./config";
+// multiwan as a library: the component, the ready program, and the pure layers beneath them for
+// tools of your own.
+export { Gateway, GATEWAY_TYPE, type GatewayArgs, type GatewayConfigInput, type LinkInfo } from "./gateway";
+export { siteProgram } from "./program";
+export {
+  ConfigError,
+  parseGateway,
+  parseSite,
+  siteSchema,
+  type Gateway as GatewayConfig,
+  type GatewayInput,
+  type Site,
+} from "./config";
 export { planGateway, exactWeightedSplit, type Plan } from "./plan";
 export { renderBundle, bundleFingerprint, type Bundle } from "./render";

@@ -4,9 +4,12 @@ import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import Mustache from "mustache";
+import { UNITS } from "./layout";
+import { MANIFEST_FILE, renderManifest } from "./manifest";
+import { PACKAGE_ROOT } from "./package-root";
 import type { Plan } from "./plan";
 
-export const TEMPLATE_DIR = join(__dirname, "..", "templates");
+export const TEMPLATE_DIR = join(PACKAGE_ROOT, "templates");
 
 /** File name in the bundle → its text. */
 export type Bundle = Record<string, string>;
@@ -28,7 +31,7 @@ function render(name: string, view: object): string {
   return Mustache.render(t[name], view, t, noEscape);
 }
 
-/** Files installed on the gateway, rendered from the plan (variants under `variants/`). */
+/** Files installed on the gateway, rendered from the plan (variants under `variants/`, and the manifest). */
 export const BUNDLE_FILES = [
   "iptables.rules",
   "iptables.hooks",
@@ -37,9 +40,9 @@ export const BUNDLE_FILES = [
   "rt_tables",
   "sysctl.conf",
   "apply.sh",
-  "multiwan-restore.service",
+  UNITS.restore,
   "health.sh",
-  "multiwan-health.service",
+  UNITS.health,
 ] as const;
 
 export function renderBundle(plan: Plan): Bundle {
@@ -48,6 +51,7 @@ export function renderBundle(plan: Plan): Bundle {
   for (const variant of plan.variants) {
     bundle[`variants/${variant.key}.rules`] = render("variant.rules", { gateway: plan.gateway, ...variant });
   }
+  bundle[MANIFEST_FILE] = renderManifest(plan);
   return bundle;
 }
 

@@ -5,7 +5,8 @@ import { describe, expect, it } from "vitest";
 import { Gateway } from "../../components/gateway";
 import { planGateway } from "../../components/plan";
 import { bundleFingerprint, renderBundle } from "../../components/render";
-import { gateway } from "./fixtures";
+import { multiwanProvider } from "../../components/provider";
+import { gateway, validSite } from "./fixtures";
 
 const created: pulumi.runtime.MockResourceArgs[] = [];
 
@@ -59,6 +60,35 @@ describe("Gateway component", () => {
     expect(await unwrap(gw.links)).toEqual({ isp1: { mark: "0x100/0xff00", table: 101 }, isp2: { mark: "0x200/0xff00", table: 102 } });
     expect(await unwrap(gw.applied)).toBe("applied (mock)");
     expect(await isSecret(gw.fingerprint)).toBe(false);
+  });
+
+  it("validates its own config: a hand-built bad value fails naming the field, and nothing is registered", () => {
+    const raw = validSite().gateways[0];
+    raw.lan.interfaces = ["lan 0"];
+    const before = created.length;
+    expect(() => new Gateway("site-bad", { config: raw, privateKey: "k" })).toThrow(pulumi.ResourceError);
+    expect(() => new Gateway("site-bad2", { config: raw, privateKey: "k" })).toThrow(/site-bad2: invalid multiwan config \(1 problem\):\n  config\.lan\.interfaces\[0\]: must be a Linux interface name/);
+    expect(created.filter((r) => r.name.startsWith("site-bad")).length).toBe(0);
+    expect(created.length).toBe(before);
+  });
+
+  it("takes raw config with defaults to fill, and connection values from other resources", async () => {
+    const raw = validSite().gateways[0];
+    const g = new Gateway("site-gw3", { config: { ...raw, connection: { ...raw.connection, host: pulumi.output("198.51.100.77") } }, privateKey: "k" });
+    await unwrap(g.applied);
+    const push = created.find((r) => r.name === "site-gw3-push")!;
+    expect(push.inputs.target).toEqual({ host: "198.51.100.77", port: 22, user: "root", hostKey: raw.connection.hostKey });
+    expect(push.inputs.files).toEqual(renderBundle(planGateway(config)));
+  });
+
+  it("is served to other languages with the push as the provider's own resource", async () => {
+    const raw = validSite().gateways[0];
+    const { urn } = await multiwanProvider.construct!("site-gw5", "multiwan:index:Gateway", { config: raw, privateKey: "k" }, {});
+    expect(await unwrap(pulumi.output(urn))).toContain("multiwan:index:Gateway::site-gw5");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(created.find((r) => r.name === "site-gw5-push")!.type).toBe("multiwan:index:Push");
+    expect(JSON.parse(multiwanProvider.schema!).resources["multiwan:index:Gateway"].isComponent).toBe(true);
+    await expect(multiwanProvider.create!("urn:pulumi:s::p::other:index:Thing::x", {})).rejects.toThrow(/unknown resource type other:index:Thing/);
   });
 
   it("skips the host key only when the config says so", async () => {
