@@ -1,17 +1,18 @@
 // `multiwan drift`: probe every gateway of one stack, all stacks, or a site file, in parallel, and
 // compare each with what was pushed (stacks: the bundle in the stack's state) or would be (file).
-import { execFile } from "node:child_process";
+import type { Deployment } from "@pulumi/pulumi/automation";
 import { readFileSync } from "node:fs";
-import { promisify } from "node:util";
-import type { DriftReport, GatewayProbe } from "../components/drift";
+import type { DriftReport } from "../components/drift";
+import type { GatewayProbe } from "../components/probe-protocol";
+import { GATEWAY_TYPE } from "../components/gateway";
 import { planGateway } from "../components/plan";
 import { probeGateway } from "../components/probe";
+import type { PushOutputs } from "../components/push";
 import type { SshTarget } from "../components/remote";
 import { renderBundle } from "../components/render";
 import { loadSiteFile } from "../components/site-file";
 import { mapLimit } from "./pool";
-
-const run = promisify(execFile);
+import { workspace } from "./workspace";
 
 export interface DriftTarget {
   stack?: string;
@@ -25,27 +26,37 @@ export interface DriftRow extends DriftReport {
   gateway: string;
 }
 
-const pulumi = async (args: string[], cwd: string) =>
-  (await run("pulumi", [...args, "--non-interactive"], { cwd, maxBuffer: 256 << 20, timeout: 120_000 })).stdout;
-
 /** A value of `stack export --show-secrets`: secrets stay wrapped, their plaintext JSON-encoded. */
 function plain(value: unknown): any {
   const wrapped = value as { plaintext?: string } | null;
   return wrapped && typeof wrapped === "object" && typeof wrapped.plaintext === "string" ? JSON.parse(wrapped.plaintext) : value;
 }
 
-/** The gateways of a stack as last pushed: the push resources' outputs in the stack's state. */
+interface StateResource {
+  urn: string;
+  type: string;
+  parent?: string;
+  outputs?: PushOutputs;
+}
+
+/**
+ * The outputs of each gateway's push in a stack's state: the children of Gateway components that
+ * carry a pushed bundle, whatever their type (a dynamic resource, or the provider's push).
+ */
+export function pushedGateways(state: Deployment): PushOutputs[] {
+  const resources: StateResource[] = state.deployment?.resources ?? [];
+  const gateways = new Set(resources.filter((r) => r.type === GATEWAY_TYPE).map((r) => r.urn));
+  return resources.filter((r) => r.parent && gateways.has(r.parent) && r.outputs?.installDir && r.outputs?.files).map((r) => r.outputs!);
+}
+
+/** The gateways of a stack as last pushed (none: the stack is not deployed). */
 export async function stackTargets(stack: string, cwd: string): Promise<DriftTarget[]> {
-  const state = JSON.parse(await pulumi(["stack", "export", "--show-secrets", "--stack", stack], cwd));
-  const resources: { type: string; outputs?: Record<string, any> }[] = state.deployment?.resources ?? [];
-  return resources
-    .filter((r) => r.type === "pulumi-nodejs:dynamic:Resource" && r.outputs?.installDir && r.outputs?.files)
-    .map(({ outputs: o }) => ({
-      stack,
-      gateway: o!.gateway,
-      target: { ...o!.target, privateKey: plain(o!.privateKey) },
-      probe: { files: o!.files, installDir: o!.installDir, root: o!.root },
-    }));
+  return pushedGateways(await (await workspace(cwd)).exportStack(stack)).map((o) => ({
+    stack,
+    gateway: o.gateway,
+    target: { ...o.target, privateKey: plain(o.privateKey) },
+    probe: { files: o.files, installDir: o.installDir, root: o.root },
+  }));
 }
 
 /** The gateways of a site file, as `render` would produce them, reached with the key in `keyFile`. */

@@ -1,21 +1,24 @@
-// `multiwan fleet preview|up|drift|status`: one operation over many site stacks, a bounded number at a
-// time. Each stack runs in a worker process of its own (`multiwan fleet-worker`), which drives the
-// Automation API for that one stack: Pulumi's in-process language server reports an unhandled
-// error to every program running in the process, so stacks sharing one would fail each other.
-// A failure is recorded in its row and the others go on.
+// `multiwan fleet preview|up|refresh|drift|status`: one operation over many site stacks, a bounded
+// number at a time. Each stack runs the project's own program, in a worker process of its own
+// (`multiwan fleet-worker`) that drives the Automation API for that one stack, so whatever goes
+// wrong in one (an error the Automation API leaves unhandled, a crash) is that stack's failure
+// only: it is recorded in its row and the others go on.
 import type { EngineEvent, OpMap } from "@pulumi/pulumi/automation";
 import { spawn } from "node:child_process";
 import { writeSync } from "node:fs";
 import { join } from "node:path";
+import { GATEWAY_TYPE } from "../components/gateway";
+import { PACKAGE_ROOT } from "../components/package-root";
 import { bundleLineChanges } from "../components/render";
-import { probeAll, stackTargets } from "./drift";
+import { probeAll, pushedGateways, stackTargets, type DriftRow, type DriftTarget } from "./drift";
 import { statusAll, statusExitCode, statusTable } from "./status";
 import { mapLimit } from "./pool";
 import type { Progress } from "./progress";
-import { engineMessage, selectStack } from "./workspace";
+import { engineMessage, selectedStack, selectStack, workspace } from "./workspace";
 
-export type FleetOp = "preview" | "up" | "drift" | "status";
-const GATEWAY_TYPE = "multiwan:index:Gateway";
+export type FleetOp = "preview" | "up" | "refresh" | "drift" | "status";
+/** The operations that run the engine on a stack (and so select it, as the Automation API does). */
+const ENGINE_OPS: readonly FleetOp[] = ["preview", "up", "refresh"];
 
 export interface FleetRow {
   stack: string;
@@ -34,6 +37,8 @@ export interface FleetRow {
 export interface StackOptions {
   cwd: string;
   diff?: boolean;
+  /** preview/up: false skips refreshing the state from the gateways first. */
+  refresh?: boolean;
 }
 
 export interface FleetOptions extends StackOptions {
@@ -44,11 +49,23 @@ export interface FleetOptions extends StackOptions {
 type Outcome = Omit<FleetRow, "stack" | "seconds">;
 type Report = (text: string) => void;
 
+const NOT_DEPLOYED: Outcome = { gateways: 0, changes: "not deployed", result: "failed" };
+const count = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+
 const opSummary = (ops: OpMap | undefined) =>
   Object.entries(ops ?? {})
     .filter(([op, n]) => op !== "same" && n)
     .map(([op, n]) => `${n} ${op}`)
     .join(", ") || "no changes";
+
+/** What an update does to one gateway: how big its rule change is, and the drift it repairs. */
+export function gatewayChange(gateway: string, lines: { added: number; removed: number }, drift: string[]): string {
+  const parts = [
+    ...(lines.added || lines.removed || !drift.length ? [`+${lines.added} -${lines.removed} lines`] : []),
+    ...(drift.length ? [`repair: ${count(drift.length, "drifted line")}`] : []),
+  ];
+  return `${gateway} ${parts.join(", ")}`;
+}
 
 /**
  * The engine's words for a failure: its error diagnostics, most specific (per resource) first,
@@ -61,12 +78,14 @@ function failure(diagnostics: { urn?: string; message: string }[], thrown: unkno
   return text.replace(/\x1b\[[0-9;]*m/g, "").split("\n").filter((l) => l.trim()).slice(0, 12).join("\n");
 }
 
-const PUSH_TYPE = "pulumi-nodejs:dynamic:Resource";
-
-async function engineOp(op: "preview" | "up", name: string, o: StackOptions, report: Report): Promise<Outcome> {
+/**
+ * An engine operation's events: each step as progress, the Gateway components, each gateway's
+ * update (of its push: the child of a Gateway that carries the bundle) and error diagnostics.
+ */
+function watchEngine(report: Report) {
   const gateways = new Set<string>();
-  // Per updated gateway, the size of its rule change: what a reviewer of the diff will read.
-  const lines = new Map<string, string>();
+  // Per updated gateway, what a reviewer of the diff will read first.
+  const updates = new Map<string, string>();
   const diagnostics: { urn?: string; message: string }[] = [];
   const onEvent = (e: EngineEvent) => {
     const m = e.resourcePreEvent?.metadata;
@@ -74,51 +93,89 @@ async function engineOp(op: "preview" | "up", name: string, o: StackOptions, rep
       if (m.type === GATEWAY_TYPE) gateways.add(m.urn);
       if (m.op !== "same") report(`${m.op} ${m.urn.split("::").pop()}`);
       const [before, after] = [m.old?.inputs, m.new?.inputs];
-      if (m.type === PUSH_TYPE && m.op === "update" && before?.files && after?.files) {
-        const { added, removed } = bundleLineChanges(before.files, after.files);
-        lines.set(after.gateway, `${after.gateway} +${added} -${removed} lines`);
+      if (m.op === "update" && gateways.has(m.new?.parent ?? "") && before?.files && after?.files) {
+        // After a refresh, the old state's outputs carry the drift it found.
+        updates.set(after.gateway, gatewayChange(after.gateway, bundleLineChanges(before.files, after.files), m.old?.outputs?.drift ?? []));
       }
     }
     const d = e.diagnosticEvent;
     if (d?.severity === "error") diagnostics.push({ urn: d.urn, message: d.message });
   };
+  const failed = (thrown: unknown): Outcome => ({ gateways: gateways.size || null, changes: "", result: "failed", error: failure(diagnostics, thrown) });
+  return { onEvent, gateways, updates, failed };
+}
+
+async function engineOp(op: "preview" | "up", name: string, o: StackOptions, report: Report): Promise<Outcome> {
+  const watch = watchEngine(report);
   try {
     const stack = await selectStack(o.cwd, name);
     report(op === "up" ? "updating" : "previewing");
-    const opts = { onEvent, diff: o.diff, color: "never" as const };
+    // Refreshed first, drift on a gateway is an update of its push, shown and made as a repair.
+    const opts = { onEvent: watch.onEvent, diff: o.diff, refresh: o.refresh !== false, color: "never" as const };
     const r = op === "up" ? await stack.up(opts) : await stack.preview(opts);
-    const changes = [opSummary("summary" in r ? r.summary.resourceChanges : r.changeSummary), ...[...lines.values()].sort()].join(", ");
-    return { gateways: gateways.size, changes, result: "ok", ...(o.diff ? { detail: r.stdout } : {}) };
+    const changes = [opSummary("summary" in r ? r.summary.resourceChanges : r.changeSummary), ...[...watch.updates.values()].sort()].join(", ");
+    return { gateways: watch.gateways.size, changes, result: "ok", ...(o.diff ? { detail: r.stdout } : {}) };
   } catch (e) {
-    return { gateways: gateways.size || null, changes: "", result: "failed", error: failure(diagnostics, e) };
+    return watch.failed(e);
   }
 }
 
-/** Probe the stack's gateways against the bundles in its state (what `multiwan drift` does). */
-async function driftOp(name: string, o: StackOptions, report: Report): Promise<Outcome> {
+/** What a refresh found, from each gateway's push in the refreshed state. */
+export function refreshOutcome(pushes: { gateway: string; drift?: string[] }[]): Outcome {
+  if (!pushes.length) return NOT_DEPLOYED;
+  const drifted = pushes.filter((p) => p.drift?.length);
+  const unreachable = drifted.some((p) => p.drift!.some((d) => d.startsWith("unreachable:")));
+  return {
+    gateways: pushes.length,
+    changes: drifted.length ? drifted.map((p) => `${p.gateway} drifted: ${count(p.drift!.length, "line")}`).join(", ") : "in sync",
+    result: unreachable ? "failed" : drifted.length ? "drifted" : "ok",
+    ...(drifted.length ? { error: drifted.flatMap((p) => p.drift!.map((d) => `${p.gateway} ${d}`)).join("\n") } : {}),
+  };
+}
+
+/** Refresh the stack's state from its gateways (the push's read probes each): the drift is recorded there. */
+async function refreshOp(name: string, o: StackOptions, report: Report): Promise<Outcome> {
+  const watch = watchEngine(report);
+  try {
+    const stack = await selectStack(o.cwd, name);
+    report("refreshing");
+    await stack.refresh({ onEvent: watch.onEvent, color: "never" });
+    return refreshOutcome(pushedGateways(await stack.exportStack()));
+  } catch (e) {
+    return watch.failed(e);
+  }
+}
+
+/** `probe` over the stack's gateways as last pushed; a stack with none is not deployed. */
+async function onGateways(name: string, o: StackOptions, report: Report, verb: string, probe: (targets: DriftTarget[]) => Promise<Outcome>): Promise<Outcome> {
   try {
     const targets = await stackTargets(name, o.cwd);
-    report(`probing ${targets.length} gateways`);
-    const rows = await probeAll(targets, 20);
-    const bad = rows.filter((r) => r.status !== "in-sync");
-    const lines = bad.map((r) => `${r.gateway} ${r.status}: ${r.drift.join("; ")}`).join("\n");
-    const unreachable = rows.some((r) => r.status === "unreachable");
-    return {
-      gateways: rows.length,
-      changes: bad.length ? bad.map((r) => `${r.gateway} ${r.status}`).join(", ") : "in sync",
-      result: unreachable ? "failed" : bad.length ? "drifted" : "ok",
-      ...(bad.length ? { error: lines } : {}),
-    };
+    if (!targets.length) return NOT_DEPLOYED;
+    report(`${verb} ${count(targets.length, "gateway")}`);
+    return await probe(targets);
   } catch (e) {
     return { gateways: null, changes: "", result: "failed", error: failure([], e) };
   }
 }
 
+/** The drift rows of one stack (what `multiwan drift` shows) as its outcome. */
+export function driftOutcome(rows: DriftRow[]): Outcome {
+  const bad = rows.filter((r) => r.status !== "in-sync");
+  return {
+    gateways: rows.length,
+    changes: bad.length ? bad.map((r) => `${r.gateway} ${r.status}`).join(", ") : "in sync",
+    result: rows.some((r) => r.status === "unreachable") ? "failed" : bad.length ? "drifted" : "ok",
+    ...(bad.length ? { error: bad.map((r) => `${r.gateway} ${r.status}: ${r.drift.join("; ")}`).join("\n") } : {}),
+  };
+}
+
+/** Probe the stack's gateways against the bundles in its state (what `multiwan drift` does). */
+const driftOp = (name: string, o: StackOptions, report: Report) =>
+  onGateways(name, o, report, "probing", async (targets) => driftOutcome(await probeAll(targets, 20)));
+
 /** Each gateway's links now (what `multiwan status` shows). */
-async function statusOp(name: string, o: StackOptions, report: Report): Promise<Outcome> {
-  try {
-    const targets = await stackTargets(name, o.cwd);
-    report(`reading ${targets.length} gateways`);
+const statusOp = (name: string, o: StackOptions, report: Report) =>
+  onGateways(name, o, report, "reading", async (targets) => {
     const rows = await statusAll(targets, 20);
     const links = rows.flatMap((r) => r.links);
     const code = statusExitCode(rows);
@@ -128,14 +185,12 @@ async function statusOp(name: string, o: StackOptions, report: Report): Promise<
       result: code === 1 ? "failed" : code === 2 ? "degraded" : "ok",
       detail: statusTable(rows),
     };
-  } catch (e) {
-    return { gateways: null, changes: "", result: "failed", error: failure([], e) };
-  }
-}
+  });
 
 const OPS = {
   preview: (name: string, o: StackOptions, report: Report) => engineOp("preview", name, o, report),
   up: (name: string, o: StackOptions, report: Report) => engineOp("up", name, o, report),
+  refresh: refreshOp,
   drift: driftOp,
   status: statusOp,
 };
@@ -147,11 +202,11 @@ export async function fleetWorker(op: FleetOp, name: string, o: StackOptions): P
   send({ outcome: await OPS[op](name, o, report) });
 }
 
-const BIN = join(__dirname, "../bin/multiwan.js");
+const BIN = join(PACKAGE_ROOT, "bin/multiwan.js");
 
 /** The parent's side: one worker process for `name`; its crash is that stack's failure, nobody else's. */
 function runWorker(op: FleetOp, name: string, o: FleetOptions): Promise<Outcome> {
-  const args = [BIN, "fleet-worker", op, name, "--cwd", o.cwd, ...(o.diff ? ["--diff"] : [])];
+  const args = [BIN, "fleet-worker", op, name, "--cwd", o.cwd, ...(o.diff ? ["--diff"] : []), ...(o.refresh === false ? ["--no-refresh"] : [])];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe", "pipe"] });
   let stderr = "";
   let outcome: Outcome | undefined;
@@ -178,13 +233,19 @@ function runWorker(op: FleetOp, name: string, o: FleetOptions): Promise<Outcome>
 }
 
 export async function runFleet(op: FleetOp, stacks: string[], o: FleetOptions): Promise<FleetRow[]> {
-  return mapLimit(stacks, o.parallel, async (name) => {
-    const t0 = Date.now();
-    o.progress(name, "starting");
-    const row = { stack: name, ...(await runWorker(op, name, o)), seconds: (Date.now() - t0) / 1000 };
-    o.progress(name, `${row.result} in ${row.seconds.toFixed(1)} s${row.result === "ok" ? ` (${row.changes})` : ""}`);
-    return row;
-  });
+  // Each worker selects its stack: the project's selected stack is put back afterwards.
+  const selected = ENGINE_OPS.includes(op) ? await selectedStack(o.cwd) : undefined;
+  try {
+    return await mapLimit(stacks, o.parallel, async (name) => {
+      const t0 = Date.now();
+      o.progress(name, "starting");
+      const row = { stack: name, ...(await runWorker(op, name, o)), seconds: (Date.now() - t0) / 1000 };
+      o.progress(name, `${row.result} in ${row.seconds.toFixed(1)} s${row.result === "ok" ? ` (${row.changes})` : ""}`);
+      return row;
+    });
+  } finally {
+    if (selected) await (await workspace(o.cwd)).selectStack(selected);
+  }
 }
 
 export function fleetTable(rows: FleetRow[]): string {
@@ -194,8 +255,8 @@ export function fleetTable(rows: FleetRow[]): string {
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i])).join("  ").trimEnd();
   const failed = rows.filter((r) => r.error);
   const details = failed.flatMap((r) => ["", `${r.stack} ${r.result}:`, ...r.error!.split("\n").map((l) => `  ${l}`)]);
-  const count = (result: FleetRow["result"]) => `${rows.filter((r) => r.result === result).length} ${result}`;
-  const total = `${rows.length} stacks: ${["ok", "drifted", "degraded", "failed"].map((r) => count(r as FleetRow["result"])).join(", ")}`;
+  const results = (result: FleetRow["result"]) => `${rows.filter((r) => r.result === result).length} ${result}`;
+  const total = `${count(rows.length, "stack")}: ${["ok", "drifted", "degraded", "failed"].map((r) => results(r as FleetRow["result"])).join(", ")}`;
   return [line(head), ...cells.map(line), ...details, "", total].join("\n");
 }
 

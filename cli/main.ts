@@ -6,9 +6,8 @@ import { planGateway } from "../components/plan";
 import { bundleFingerprint, renderBundle } from "../components/render";
 import { loadSiteFile } from "../components/site-file";
 import { fleetExitCode, fleetTable, fleetWorker, runFleet, type FleetOp } from "./fleet";
-import { defaultLabDir, labDown, labUp } from "../lab/builtin";
 import { progress } from "./progress";
-import { parallelism, resolveTargets, withTargetOptions, type TargetOptions } from "./targets";
+import { parallelism, reportTargets, withTargetOptions, type TargetOptions } from "./targets";
 import { engineMessage, requirePulumi, stackNames, usePulumiToolchain } from "./workspace";
 import { addStatusCommand } from "./status";
 import { driftExitCode, driftTable, probeAll } from "./drift";
@@ -23,17 +22,13 @@ function gatewayOf(configFile: string, name: string) {
   return gw;
 }
 
-async function drift(opts: TargetOptions): Promise<number> {
-  const rows = await probeAll(await resolveTargets(opts), parallelism(opts.parallel));
-  console.log(opts.json ? JSON.stringify(rows, null, 2) : driftTable(rows));
-  return driftExitCode(rows);
-}
-
 interface FleetCliOptions {
   cwd: string;
   stacks: string;
   parallel: string;
   diff?: boolean;
+  /** preview/up: false with --no-refresh */
+  refresh?: boolean;
   json?: boolean;
 }
 
@@ -43,7 +38,7 @@ async function fleet(op: FleetOp, opts: FleetCliOptions): Promise<number> {
   if (!stacks.length) throw new Error(`no stack of the project in ${opts.cwd} matches "${opts.stacks}"`);
   const parallel = parallelism(opts.parallel);
   console.error(`multiwan fleet ${op}: ${stacks.length} stacks, ${Math.min(parallel, stacks.length)} at a time`);
-  const rows = await runFleet(op, stacks, { cwd: opts.cwd, parallel, diff: opts.diff, progress: progress(stacks) });
+  const rows = await runFleet(op, stacks, { cwd: opts.cwd, parallel, diff: opts.diff, refresh: opts.refresh, progress: progress(stacks) });
   if (opts.json) console.log(JSON.stringify(rows, null, 2));
   else {
     for (const r of rows.filter((r) => r.detail)) console.log(`\n=== ${r.stack}\n${r.detail!.trimEnd()}`);
@@ -82,16 +77,17 @@ export function program(setExitCode: (code: number) => void = () => {}): Command
       }
     });
 
-  withTargetOptions(cli.command("drift").description("compare each gateway's live rules, routes, tables, files and daemon with what was pushed (exit 0 in sync, 2 drift, 1 unreachable or error)")).action(async (opts: TargetOptions) =>
-    setExitCode(await drift(opts)),
+  withTargetOptions(cli.command("drift").description("compare each gateway's live rules, routes, tables, files and daemon with what was pushed (exit 0 in sync, 2 drift, 1 unreachable, not deployed or error)")).action(async (opts: TargetOptions) =>
+    setExitCode(await reportTargets(opts, probeAll, driftTable, driftExitCode)),
   );
 
   const fleetCli = cli
     .command("fleet")
     .description("one operation over every site stack of the project (or --stacks GLOB), in parallel; a failing stack does not stop the others (exit 1 if any failed, 2 if any drifted or has a link down)");
   const fleetOps: [FleetOp, string][] = [
-    ["preview", "what `pulumi up` would change on each stack"],
-    ["up", "deploy each stack (confirm-or-rollback on every gateway)"],
+    ["preview", "what `pulumi up` would change on each stack, drift repairs included (refreshed first)"],
+    ["up", "refresh each stack from its gateways, then deploy it: changes and drift repairs, confirm-or-rollback on every gateway"],
+    ["refresh", "refresh each stack's state from its gateways and name the drifted ones (the next `fleet up` repairs them)"],
     ["drift", "compare each stack's gateways with what was pushed"],
     ["status", "each stack's gateways now: links up/down, since when, connections per link"],
   ];
@@ -103,23 +99,17 @@ export function program(setExitCode: (code: number) => void = () => {}): Command
       .option("--stacks <glob>", "only stacks whose name matches (*, ?, [abc])", "*")
       .option("--parallel <n>", "stacks at once", "4")
       .option("--json", "the rows as JSON (progress still goes to stderr)");
-    if (op === "preview" || op === "up") sub.option("--diff", "print each stack's rule diff");
+    if (op === "preview" || op === "up") {
+      sub.option("--diff", "print each stack's rule diff").option("--no-refresh", "do not refresh from the gateways first (drift already recorded is still repaired)");
+    }
     sub.action(async (opts: FleetCliOptions) => setExitCode(await fleet(op, opts)));
   }
-  cli
-    .command("lab [down]")
-    .description("build the built-in lab (root): namespace gateways with 2 and 3 uplinks behind real sshd, deployed by pulumi up, then shares and a failover measured; `lab down` removes it all")
-    .option("--dir <dir>", "where the lab keeps its files", defaultLabDir())
-    .action(async (down: string | undefined, opts: { dir: string }) => {
-      if (down !== undefined && down !== "down") throw new Error(`unknown lab action "${down}" (say nothing, or down)`);
-      await (down ? labDown(opts.dir) : labUp(opts.dir));
-    });
-
   cli
     .command("fleet-worker <op> <stack>", { hidden: true })
     .option("--cwd <dir>", "", ".")
     .option("--diff")
-    .action((op: FleetOp, stack: string, opts: { cwd: string; diff?: boolean }) => fleetWorker(op, stack, opts));
+    .option("--no-refresh")
+    .action((op: FleetOp, stack: string, opts: { cwd: string; diff?: boolean; refresh: boolean }) => fleetWorker(op, stack, opts));
 
   addStatusCommand(cli, setExitCode);
   return cli;

@@ -4,7 +4,7 @@ import type { Command } from "commander";
 import { gatewayStatus, type GatewayStatus } from "../components/status";
 import type { DriftTarget } from "./drift";
 import { mapLimit } from "./pool";
-import { parallelism, resolveTargets, withTargetOptions, type TargetOptions } from "./targets";
+import { reportTargets, withTargetOptions, type TargetOptions } from "./targets";
 
 export interface StatusRow extends GatewayStatus {
   stack?: string;
@@ -79,10 +79,6 @@ export function addStatusCommand(cli: Command, setExitCode: (code: number) => vo
   withTargetOptions(
     cli
       .command("status")
-      .description("each gateway's links now: up or down and since when, open connections and their share (exit 0 all up, 2 a link down or daemon stopped, 1 unreachable or error)"),
-  ).action(async (opts: TargetOptions) => {
-    const rows = await statusAll(await resolveTargets(opts), parallelism(opts.parallel));
-    console.log(opts.json ? JSON.stringify(rows, null, 2) : statusTable(rows));
-    setExitCode(statusExitCode(rows));
-  });
+      .description("each gateway's links now: up or down and since when, open connections and their share (exit 0 all up, 2 a link down or daemon stopped, 1 unreachable, not deployed or error)"),
+  ).action(async (opts: TargetOptions) => setExitCode(await reportTargets(opts, statusAll, statusTable, statusExitCode)));
 }

@@ -1,17 +1,15 @@
-// The Pulumi project a user runs `multiwan` in, through the Automation API. The program is the
-// package's own siteProgram run inline (in this process, one `pulumi` CLI process per operation):
-// it is what index.ts runs, and it needs no pulumi-language-nodejs plugin.
+// The Pulumi project a user runs `multiwan` in, through the Automation API. The project's own
+// Pulumi.yaml and program (whatever else it composes with its gateways) run as `pulumi up` runs
+// them, through the language host of its runtime (pulumi-language-nodejs for TypeScript): an
+// operation on a stack never swaps the user's program for another and so never deletes the rest.
 import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
 import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
 import { stringify } from "yaml";
-import { siteProgram } from "../components/program";
+import { PACKAGE_ROOT } from "../components/package-root";
 
-/** index.ts as an inline program: the same stack outputs. */
-const program = async () => ({ gateways: siteProgram() });
-
-const TOOLS_BIN = resolve(__dirname, "../.tools/pulumi/bin");
+const TOOLS_BIN = join(PACKAGE_ROOT, ".tools/pulumi/bin");
 
 /**
  * The Go-built CLI of scripts/pulumi-toolchain.sh, when present, wins over any `pulumi` on PATH,
@@ -36,7 +34,7 @@ export function requirePulumi(): void {
 
 export async function workspace(cwd: string): Promise<LocalWorkspace> {
   usePulumiToolchain();
-  return LocalWorkspace.create({ workDir: resolve(cwd), program });
+  return LocalWorkspace.create({ workDir: resolve(cwd) });
 }
 
 /** A shell-style glob (`*`, `?`, `[abc]`) as an anchored regular expression. */
@@ -51,9 +49,15 @@ export async function stackNames(cwd: string, glob = "*"): Promise<string[]> {
   return names.filter((n) => re.test(n)).sort();
 }
 
+/** The stack the project has selected (`pulumi stack select`), if any. */
+export async function selectedStack(cwd: string): Promise<string | undefined> {
+  return (await (await workspace(cwd)).stack())?.name;
+}
+
+/** A stack to run operations on. Like `pulumi stack select`, it becomes the project's selected one. */
 export async function selectStack(cwd: string, name: string): Promise<Stack> {
   usePulumiToolchain();
-  return LocalWorkspace.selectStack({ stackName: name, projectName: "multiwan", program }, { workDir: resolve(cwd) });
+  return LocalWorkspace.selectStack({ stackName: name, workDir: resolve(cwd) });
 }
 
 /**

@@ -4,11 +4,12 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { REPO, withStack, type EngineStack } from "../helpers/engine";
-import { gatewayState } from "../net/deploy";
+import { gatewayState } from "../../lab/deploy";
 import { withManagedGateways, type ManagedGateway } from "../../lab/managed";
 import { managedGateway } from "../../lab/site";
+import { describeAsRoot } from "../helpers/root";
 
 const siteOf = (gws: ManagedGateway[], weights: number[][]) => ({
   gateways: gws.map((g, i) => managedGateway(g, `gw${i + 1}`, weights[i], { rollbackAfter: 8 })),
@@ -32,7 +33,7 @@ async function upAndCheck(s: EngineStack) {
   return r;
 }
 
-describe("pulumi up / preview / destroy through the Gateway component", () => {
+describeAsRoot("pulumi up / preview / destroy through the Gateway component", () => {
   it("configures two gateways, shows rule diffs, rolls back a cut-off, and destroys cleanly", async () => {
     // gw1 on a management port; gw2 a remote site, reached over the internet on its link 2.
     await withManagedGateways(["port", "internet"], async (gws, key) => {

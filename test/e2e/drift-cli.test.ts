@@ -4,10 +4,11 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { stringify } from "yaml";
-import { deploy, labSite } from "../net/deploy";
+import { deploy, labSite } from "../../lab/deploy";
 import { withManagedGateways } from "../../lab/managed";
+import { describeAsRoot } from "../helpers/root";
 
 const BIN = join(__dirname, "..", "..", "bin", "multiwan.js");
 
@@ -17,7 +18,7 @@ function multiwan(args: string[], netns?: string) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe("multiwan drift --config", () => {
+describeAsRoot("multiwan drift --config", () => {
   it("says in sync, then names a hand edit and exits 2; an unreachable gateway exits 1", async () => {
     await withManagedGateways(["port"], async ([g], key) => {
       const scratch = mkdtempSync(join(tmpdir(), "mwt-drift-"));

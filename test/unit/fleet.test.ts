@@ -1,5 +1,7 @@
+import type { Deployment } from "@pulumi/pulumi/automation";
 import { describe, expect, it } from "vitest";
-import { fleetExitCode, fleetTable, type FleetRow } from "../../cli/fleet";
+import { pushedGateways, type DriftRow } from "../../cli/drift";
+import { driftOutcome, fleetExitCode, fleetTable, gatewayChange, refreshOutcome, type FleetRow } from "../../cli/fleet";
 import { progress } from "../../cli/progress";
 import { globPattern } from "../../cli/workspace";
 
@@ -28,11 +30,83 @@ describe("fleet summary", () => {
     ]);
   });
 
+  it("says not deployed for a stack with no gateway pushed, and that fails the run", () => {
+    const rows = [row("site-a", "ok"), row("site-b", "failed", { gateways: 0, changes: "not deployed" })];
+    expect(fleetTable(rows).split("\n")).toEqual([
+      "STACK   GATEWAYS  CHANGES       DURATION  RESULT",
+      "site-a  1         no changes    2.3 s     ok",
+      "site-b  0         not deployed  2.3 s     failed",
+      "",
+      "2 stacks: 1 ok, 0 drifted, 0 degraded, 1 failed",
+    ]);
+    expect(fleetExitCode(rows)).toBe(1);
+    expect(fleetTable([row("site-a", "ok")])).toMatch(/\n1 stack: 1 ok, /);
+  });
+
   it("exits 1 when any stack failed, else 2 for drift or a link down, else 0", () => {
     expect(fleetExitCode([row("a", "ok"), row("b", "ok")])).toBe(0);
     expect(fleetExitCode([row("a", "ok"), row("b", "drifted")])).toBe(2);
     expect(fleetExitCode([row("a", "degraded")])).toBe(2);
     expect(fleetExitCode([row("a", "drifted"), row("b", "failed")])).toBe(1);
+  });
+});
+
+describe("fleet changes per gateway", () => {
+  it("names the rule change, the drift an update repairs, or both", () => {
+    expect(gatewayChange("gw1", { added: 9, removed: 6 }, [])).toBe("gw1 +9 -6 lines");
+    expect(gatewayChange("gw1", { added: 0, removed: 0 }, ["drifted: missing ip rule: 1201", "drifted: extra rt_tables: 7 x"])).toBe("gw1 repair: 2 drifted lines");
+    expect(gatewayChange("gw1", { added: 1, removed: 1 }, ["drifted: missing ip rule: 1201"])).toBe("gw1 +1 -1 lines, repair: 1 drifted line");
+    // An update that changes no line (a new key, a new rollback delay) still says so.
+    expect(gatewayChange("gw1", { added: 0, removed: 0 }, [])).toBe("gw1 +0 -0 lines");
+  });
+
+  it("reports a refresh: in sync, the drifted gateways with their lines, unreachable ones as failed", () => {
+    expect(refreshOutcome([])).toEqual({ gateways: 0, changes: "not deployed", result: "failed" });
+    expect(refreshOutcome([{ gateway: "gw1", drift: [] }, { gateway: "gw2" }])).toEqual({ gateways: 2, changes: "in sync", result: "ok" });
+    expect(refreshOutcome([{ gateway: "gw1", drift: ["drifted: missing ip rule: 1201", "drifted: stopped health daemon"] }, { gateway: "gw2", drift: [] }])).toEqual({
+      gateways: 2,
+      changes: "gw1 drifted: 2 lines",
+      result: "drifted",
+      error: "gw1 drifted: missing ip rule: 1201\ngw1 drifted: stopped health daemon",
+    });
+    expect(refreshOutcome([{ gateway: "gw1", drift: ["unreachable: 10.0.0.1:22: connect ECONNREFUSED"] }]).result).toBe("failed");
+  });
+
+  it("reports drift rows: in sync, drifted, unreachable", () => {
+    const drift = (gateway: string, status: DriftRow["status"], lines: string[] = []): DriftRow => ({ gateway, status, drift: lines });
+    expect(driftOutcome([drift("gw1", "in-sync"), drift("gw2", "in-sync")])).toEqual({ gateways: 2, changes: "in sync", result: "ok" });
+    expect(driftOutcome([drift("gw1", "drifted", ["missing ip rule: 1201", "missing file: x"]), drift("gw2", "in-sync")])).toEqual({
+      gateways: 2,
+      changes: "gw1 drifted",
+      result: "drifted",
+      error: "gw1 drifted: missing ip rule: 1201; missing file: x",
+    });
+    expect(driftOutcome([drift("gw1", "drifted", ["x"]), drift("gw2", "unreachable", ["refused"])]).result).toBe("failed");
+  });
+});
+
+describe("gateways in a stack's state", () => {
+  const state = (resources: object[]) => ({ version: 3, deployment: { resources } }) as Deployment;
+  const gateway = (name: string) => ({ urn: `urn:pulumi:s::sites::multiwan:index:Gateway::${name}`, type: "multiwan:index:Gateway" });
+  const pushed = (name: string) => ({ gateway: name, files: { "apply.sh": "" }, installDir: "/etc/multiwan", root: "/", target: { host: "h" } });
+
+  it("are the Gateway components' children that carry a pushed bundle, of either push type", () => {
+    const resources = [
+      { urn: "urn:pulumi:s::sites::pulumi:pulumi:Stack::sites-s", type: "pulumi:pulumi:Stack" },
+      gateway("gw1"),
+      { urn: "urn:…::gw1-push", type: "pulumi-nodejs:dynamic:Resource", parent: gateway("gw1").urn, outputs: pushed("gw1") },
+      gateway("gw2"),
+      { urn: "urn:…::gw2-push", type: "multiwan:index:Push", parent: gateway("gw2").urn, outputs: pushed("gw2") },
+      // The project's own dynamic resource, even one with the same fields, is not a gateway.
+      { urn: "urn:…::mine", type: "pulumi-nodejs:dynamic:Resource", outputs: pushed("mine") },
+    ];
+    expect(pushedGateways(state(resources)).map((o) => o.gateway)).toEqual(["gw1", "gw2"]);
+  });
+
+  it("are none when nothing was pushed: no stack yet, or a Gateway whose push failed", () => {
+    expect(pushedGateways(state([]))).toEqual([]);
+    expect(pushedGateways({ version: 3, deployment: {} } as Deployment)).toEqual([]);
+    expect(pushedGateways(state([gateway("gw1")]))).toEqual([]);
   });
 });
 
