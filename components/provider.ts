@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Gateway, GATEWAY_TYPE, type GatewayArgs } from "./gateway";
 import { PACKAGE_ROOT } from "./package-root";
-import { pushProvider, PUSH_TYPE, type PushInputs, type PushOutputs } from "./push";
+import { pushProvider, PUSH_TYPE } from "./push";
 
 const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
 
@@ -49,8 +49,6 @@ function plain<T>(v: T): T {
   return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, plain(x)])) as T;
 }
 
-const inputsOf = ({ applied: _a, drift: _d, ...inputs }: PushOutputs): PushInputs => inputs;
-
 /** `urn:pulumi:stack::project::parent$type::name`: only the push is a custom resource here. */
 function checkType(urn: string): void {
   const type = urn.split("::").at(-2)?.split("$").at(-1);
@@ -75,8 +73,7 @@ export const multiwanProvider: Provider = {
   },
   async read(id, urn, props) {
     checkType(urn);
-    const r = await pushProvider.read!(id, plain(props));
-    return { ...r, inputs: inputsOf(r.props as PushOutputs) };
+    return pushProvider.read!(id, plain(props));
   },
   async update(id, urn, olds, news) {
     checkType(urn);

@@ -1,7 +1,7 @@
 // A failover run on a lab gateway: new connections at a steady rate while one uplink breaks upstream
 // and comes back, with the health daemon's transitions as it reported them (state.json, polled).
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { LAYOUT, under, type DaemonState } from "../components/layout";
 import type { ConnectionResult, Lab } from "./lab";
 import { timeline, type Second } from "./timeline";
 
@@ -30,17 +30,10 @@ export interface FailoverRun {
   lastFailAfterBreak: number;
 }
 
-export interface HealthState {
-  gateway: string;
-  updated: number;
-  variant: string;
-  links: { name: string; status: "up" | "down"; since: number; okRounds: number; failedRounds: number; lastAnswered: number; targets: number }[];
-}
-
 /** The health daemon's state.json on a lab gateway; undefined before it is written (or mid-rename). */
-export function healthState(lab: Lab): HealthState | undefined {
+export function healthState(lab: Lab): DaemonState | undefined {
   try {
-    return JSON.parse(readFileSync(join(lab.root, "run", "multiwan", "state.json"), "utf8"));
+    return JSON.parse(readFileSync(under(lab.root, LAYOUT.stateFile), "utf8"));
   } catch {
     return undefined;
   }
