@@ -191,6 +191,15 @@ describe.skipIf(!isRoot || !tc.languageHost)("an installed package in the team's
       const yUp = await y(["up", "--yes", "--skip-preview"]);
       expect(yUp.code, yUp.out).toBe(0);
       expect(await shares(yamlGw)).toEqual({ isp1: 0.75, isp2: 0.25 });
+      // Drift on the plugin's push: seen by refresh, repaired by one fleet up.
+      await yamlGw.lab.sh(yamlGw.lab.ns.gw, "ip rule del pref 1201", { check: true });
+      const yRefresh = await y(["refresh", "--preview-only", "--diff"]);
+      expect(yRefresh.out).toContain("drifted: missing ip rule: 1201: from all fwmark 0x200/0xff00 lookup 102");
+      const repair = await multiwan("fleet", "up", "--cwd", yaml);
+      expect(repair.code, repair.out).toBe(0);
+      expect(repair.out).toMatch(/^site\s+1\s+1 update, gw2 repair: 1 drifted line/m);
+      const yDrift = await multiwan("drift", "--cwd", yaml, "--stack", "site");
+      expect(yDrift.code, yDrift.out).toBe(0);
       const yDestroy = await y(["destroy", "--yes", "--skip-preview"]);
       expect(yDestroy.code, yDestroy.out).toBe(0);
       expect(await pulumi(["destroy", "--yes", "--skip-preview"])).toMatchObject({ code: 0 });
