@@ -82,10 +82,12 @@ function failure(diagnostics: { urn?: string; message: string }[], thrown: unkno
  * An engine operation's events: each step as progress, the Gateway components, each gateway's
  * update (of its push: the child of a Gateway that carries the bundle) and error diagnostics.
  */
-function watchEngine(report: Report) {
+export function watchEngine(report: Report) {
   const gateways = new Set<string>();
   // Per updated gateway, what a reviewer of the diff will read first.
   const updates = new Map<string, string>();
+  // Gateways the refresh could not check: never a repair to report as ok.
+  const unreachable: string[] = [];
   const diagnostics: { urn?: string; message: string }[] = [];
   const onEvent = (e: EngineEvent) => {
     const m = e.resourcePreEvent?.metadata;
@@ -95,14 +97,18 @@ function watchEngine(report: Report) {
       const [before, after] = [m.old?.inputs, m.new?.inputs];
       if (m.op === "update" && gateways.has(m.new?.parent ?? "") && before?.files && after?.files) {
         // After a refresh, the old state's outputs carry the drift it found.
-        updates.set(after.gateway, gatewayChange(after.gateway, bundleLineChanges(before.files, after.files), m.old?.outputs?.drift ?? []));
+        const drift: string[] = m.old?.outputs?.drift ?? [];
+        const unchecked = drift.filter((d) => d.startsWith("unreachable:"));
+        unreachable.push(...unchecked.map((d) => `${after.gateway} ${d}`));
+        const repaired = drift.filter((d) => !unchecked.includes(d));
+        updates.set(after.gateway, gatewayChange(after.gateway, bundleLineChanges(before.files, after.files), repaired));
       }
     }
     const d = e.diagnosticEvent;
     if (d?.severity === "error") diagnostics.push({ urn: d.urn, message: d.message });
   };
   const failed = (thrown: unknown): Outcome => ({ gateways: gateways.size || null, changes: "", result: "failed", error: failure(diagnostics, thrown) });
-  return { onEvent, gateways, updates, failed };
+  return { onEvent, gateways, updates, unreachable, failed };
 }
 
 async function engineOp(op: "preview" | "up", name: string, o: StackOptions, report: Report): Promise<Outcome> {
@@ -114,7 +120,8 @@ async function engineOp(op: "preview" | "up", name: string, o: StackOptions, rep
     const opts = { onEvent: watch.onEvent, diff: o.diff, refresh: o.refresh !== false, color: "never" as const };
     const r = op === "up" ? await stack.up(opts) : await stack.preview(opts);
     const changes = [opSummary("summary" in r ? r.summary.resourceChanges : r.changeSummary), ...[...watch.updates.values()].sort()].join(", ");
-    return { gateways: watch.gateways.size, changes, result: "ok", ...(o.diff ? { detail: r.stdout } : {}) };
+    const unchecked = watch.unreachable.length ? { result: "failed" as const, error: watch.unreachable.join("\n") } : { result: "ok" as const };
+    return { gateways: watch.gateways.size, changes, ...unchecked, ...(o.diff ? { detail: r.stdout } : {}) };
   } catch (e) {
     return watch.failed(e);
   }

@@ -3,10 +3,8 @@
 // them, through the language host of its runtime (pulumi-language-nodejs for TypeScript): an
 // operation on a stack never swaps the user's program for another and so never deletes the rest.
 import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
-import { execFileSync } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
-import { stringify } from "yaml";
 import { PACKAGE_ROOT } from "../components/package-root";
 
 const TOOLS_BIN = join(PACKAGE_ROOT, ".tools/pulumi/bin");
@@ -24,11 +22,14 @@ export function usePulumiToolchain(): void {
   process.env.PULUMI_DIY_BACKEND_NO_LEGACY_WARNING ??= "true";
 }
 
-/** Throws a clear message, not ENOENT from deep inside, when no `pulumi` CLI is reachable. */
-export function requirePulumi(): void {
+/**
+ * Throws a clear message, not ENOENT from deep inside, when a Pulumi binary (the CLI, or a plugin
+ * such as the language host a project's program needs) is not reachable.
+ */
+export function requirePulumi(binary = "pulumi"): void {
   usePulumiToolchain();
-  if (!(process.env.PATH ?? "").split(delimiter).some((d) => d && existsSync(join(d, "pulumi")))) {
-    throw new Error("no pulumi CLI found: run scripts/install.sh (it builds one into .tools/pulumi/bin), or install Pulumi");
+  if (!(process.env.PATH ?? "").split(delimiter).some((d) => d && existsSync(join(d, binary)))) {
+    throw new Error(`no ${binary} found on PATH: install the Pulumi CLI (in a multiwan checkout, scripts/install.sh builds it into .tools/pulumi/bin)`);
   }
 }
 
@@ -58,19 +59,6 @@ export async function selectedStack(cwd: string): Promise<string | undefined> {
 export async function selectStack(cwd: string, name: string): Promise<Stack> {
   usePulumiToolchain();
   return LocalWorkspace.selectStack({ stackName: name, workDir: resolve(cwd) });
-}
-
-/**
- * A new site stack in the project at `cwd`: Pulumi.<name>.yaml with the site, then the SSH key as a
- * secret, given on stdin so that it never appears in a command line.
- */
-export function initSiteStack(cwd: string, name: string, site: unknown, privateKey: string, env = process.env): void {
-  usePulumiToolchain();
-  writeFileSync(join(cwd, `Pulumi.${name}.yaml`), stringify({ config: { "multiwan:site": site } }));
-  const pulumi = (args: string[], input?: string) =>
-    execFileSync("pulumi", [...args, "--non-interactive"], { cwd, env, input, stdio: ["pipe", "ignore", "pipe"], timeout: 60_000 });
-  pulumi(["stack", "init", name]);
-  pulumi(["config", "set", "--secret", "multiwan:sshPrivateKey", "--stack", name], privateKey);
 }
 
 /** What the engine said about a failed command: its `error:` lines, else the whole message. */

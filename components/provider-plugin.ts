@@ -1,4 +1,5 @@
-// Entry point of the provider plugin (PulumiPlugin.yaml): the engine starts it with its address.
+// Entry point of the provider plugin: provider/pulumi-resource-multiwan runs this with the engine's
+// address, as the engine runs any provider executable.
 import { main } from "@pulumi/pulumi/provider";
 import { multiwanProvider } from "./provider";
 

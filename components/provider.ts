@@ -1,8 +1,8 @@
 // The package's own Pulumi provider: what makes `multiwan:index:Gateway` usable from Pulumi YAML,
-// Python and every other language (`pulumi package add <this package>`). It constructs the same
+// Python and every other language (see provider/pulumi-resource-multiwan). It constructs the same
 // Gateway component a TypeScript program builds in-process, and serves the component's push as the
 // custom resource `multiwan:index:Push` with the same create/read/update/delete as the dynamic one.
-import type * as pulumi from "@pulumi/pulumi";
+import { runtime, type Inputs, type ComponentResourceOptions } from "@pulumi/pulumi";
 import type { Provider } from "@pulumi/pulumi/provider";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -38,15 +38,19 @@ export const SCHEMA = {
   },
 };
 
-// The engine hands secrets (the private key) to a provider that accepts them as marked values.
-const SECRET_SIG = "4dabf18193072939515e22adb298388d";
-const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
-function plain<T>(v: T): T {
-  if (Array.isArray(v)) return v.map(plain) as T;
+// The engine hands this provider secrets (the private key) as marked values, and takes back as
+// secret only what is marked: so each result marks the key again, as state must never hold it plain.
+function revealed<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(revealed) as T;
   if (!v || typeof v !== "object") return v;
-  const o = v as Record<string, unknown>;
-  if (o[SECRET_SIG] === SECRET_VALUE) return plain(o.value) as T;
-  return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, plain(x)])) as T;
+  if (runtime.isRpcSecret(v)) return revealed(runtime.unwrapRpcSecret(v));
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, revealed(x)])) as T;
+}
+const SECRET_KEYS = ["privateKey"];
+function keysHidden<T extends object | undefined>(v: T): T {
+  if (!v) return v;
+  const marked = Object.entries(v).map(([k, x]) => [k, SECRET_KEYS.includes(k) && x !== undefined ? { [runtime.specialSigKey]: runtime.specialSecretSig, value: x } : x]);
+  return Object.fromEntries(marked) as T;
 }
 
 /** `urn:pulumi:stack::project::parent$type::name`: only the push is a custom resource here. */
@@ -58,29 +62,32 @@ function checkType(urn: string): void {
 export const multiwanProvider: Provider = {
   version: VERSION,
   schema: JSON.stringify(SCHEMA),
-  async construct(name: string, type: string, inputs: pulumi.Inputs, options: pulumi.ComponentResourceOptions) {
+  async construct(name: string, type: string, inputs: Inputs, options: ComponentResourceOptions) {
     if (type !== GATEWAY_TYPE) throw new Error(`multiwan: unknown component ${type}`);
     const gateway = new Gateway(name, inputs as unknown as GatewayArgs, options, "provider");
     return { urn: gateway.urn, state: { fingerprint: gateway.fingerprint, links: gateway.links, applied: gateway.applied } };
   },
   async diff(id, urn, olds, news) {
     checkType(urn);
-    return pushProvider.diff!(id, plain(olds), plain(news));
+    return pushProvider.diff!(id, revealed(olds), revealed(news));
   },
   async create(urn, inputs) {
     checkType(urn);
-    return pushProvider.create(plain(inputs));
+    const r = await pushProvider.create(revealed(inputs));
+    return { ...r, outs: keysHidden(r.outs) };
   },
   async read(id, urn, props) {
     checkType(urn);
-    return pushProvider.read!(id, plain(props));
+    const r = await pushProvider.read!(id, revealed(props));
+    return { ...r, props: keysHidden(r.props), inputs: keysHidden(r.inputs) };
   },
   async update(id, urn, olds, news) {
     checkType(urn);
-    return pushProvider.update!(id, plain(olds), plain(news));
+    const r = await pushProvider.update!(id, revealed(olds), revealed(news));
+    return { ...r, outs: keysHidden(r.outs) };
   },
   async delete(id, urn, props) {
     checkType(urn);
-    return pushProvider.delete!(id, plain(props));
+    return pushProvider.delete!(id, revealed(props));
   },
 };

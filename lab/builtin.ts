@@ -11,7 +11,8 @@ import { stackTargets } from "../cli/drift";
 import { fleetTable, runFleet } from "../cli/fleet";
 import { progress } from "../cli/progress";
 import { statusAll, statusTable } from "../cli/status";
-import { initSiteStack, requirePulumi } from "../cli/workspace";
+import { requirePulumi } from "../cli/workspace";
+import { initSiteStack } from "./stack";
 import { runFailover } from "./failover";
 import { run } from "./exec";
 import { createLab, namespaces, removeNamespaces, type Lab } from "./lab";
@@ -65,6 +66,7 @@ async function measureShares(name: string, weights: number[], lab: Lab, say: (s:
 export async function labUp(dir: string, say: (s: string) => void = console.log): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("the lab needs root: it builds network namespaces (run it with sudo)");
   requirePulumi();
+  requirePulumi("pulumi-language-nodejs"); // the lab project runs through it, as a user's does
   await labDown(dir, () => {}); // a previous lab's leftovers
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (!existsSync(SSHD_RUN)) writeFileSync(join(dir, CREATED_SSHD_RUN), "");

@@ -70,6 +70,9 @@ describeAsRoot("pulumi up / preview / destroy through the Gateway component", ()
         expect(drifted.stdout).toContain("drifted: missing iptables mangle MWAN-PRE: -A MWAN-PRE -i wan2 -m conntrack --ctstate NEW -j MARK --set-xmark 0x200/0xff00");
         expect(drifted.stdout).toContain("drifted: missing ip rule: 1201: from all fwmark 0x200/0xff00 lookup 102");
         expect(drifted.stdout).not.toMatch(/~ .*gw2-push/);
+        // Only the drift is shown: none of the bundle's text around it.
+        expect(drifted.stdout).not.toContain("iptables.rules");
+        expect(drifted.stdout.split("\n").length).toBeLessThan(40);
         await s.refresh();
         await upAndCheck(s);
         // The deleted fwmark rule also broke link 2's probes, so the health daemon took isp2 out;

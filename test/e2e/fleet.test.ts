@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { parse, stringify } from "yaml";
-import { initSiteStack } from "../../cli/workspace";
+import { initSiteStack } from "../../lab/stack";
 import { withManagedGateways, type ManagedGateway } from "../../lab/managed";
 import { managedGateway } from "../../lab/site";
 import { REPO, toolchain } from "../helpers/engine";

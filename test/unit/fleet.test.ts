@@ -1,7 +1,8 @@
 import type { Deployment } from "@pulumi/pulumi/automation";
 import { describe, expect, it } from "vitest";
 import { pushedGateways, type DriftRow } from "../../cli/drift";
-import { driftOutcome, fleetExitCode, fleetTable, gatewayChange, refreshOutcome, type FleetRow } from "../../cli/fleet";
+import type { EngineEvent } from "@pulumi/pulumi/automation";
+import { driftOutcome, fleetExitCode, fleetTable, gatewayChange, refreshOutcome, watchEngine, type FleetRow } from "../../cli/fleet";
 import { progress } from "../../cli/progress";
 import { globPattern } from "../../cli/workspace";
 
@@ -126,5 +127,28 @@ describe("fleet helpers", () => {
     say("b", "updating");
     say("site-a", "ok in 2.0 s");
     expect(out).toEqual(["b       updating\n", "site-a  ok in 2.0 s\n"]);
+  });
+});
+
+describe("engine events of preview/up", () => {
+  const gw = "urn:pulumi:s::p::multiwan:index:Gateway::gw1";
+  const event = (metadata: object) => ({ resourcePreEvent: { metadata } }) as unknown as EngineEvent;
+  const pushUpdate = (drift: string[]) =>
+    event({ op: "update", type: "pulumi-nodejs:dynamic:Resource", urn: `${gw}$x::gw1-push`, old: { inputs: { files: { a: "1" } }, outputs: { drift } }, new: { parent: gw, inputs: { gateway: "gw1", files: { a: "1" } } } });
+
+  it("reports drift found by the refresh as a repair of that gateway", () => {
+    const w = watchEngine(() => {});
+    w.onEvent(event({ op: "same", type: "multiwan:index:Gateway", urn: gw }));
+    w.onEvent(pushUpdate(["drifted: missing ip rule: 1201"]));
+    expect([...w.updates.values()]).toEqual(["gw1 repair: 1 drifted line"]);
+    expect(w.unreachable).toEqual([]);
+  });
+
+  it("never reports a gateway the refresh could not reach as repaired", () => {
+    const w = watchEngine(() => {});
+    w.onEvent(event({ op: "same", type: "multiwan:index:Gateway", urn: gw }));
+    w.onEvent(pushUpdate(["unreachable: 192.0.2.50:22: connect ETIMEDOUT"]));
+    expect(w.unreachable).toEqual(["gw1 unreachable: 192.0.2.50:22: connect ETIMEDOUT"]);
+    expect([...w.updates.values()]).toEqual(["gw1 +0 -0 lines"]);
   });
 });
