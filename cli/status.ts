@@ -33,14 +33,17 @@ export function age(ms: number): string {
 
 const stamp = (d: Date) => `${d.toISOString().slice(0, 19).replace("T", " ")}Z`;
 
-function gatewayNote(r: StatusRow, now: Date): string {
-  if (!r.reachable) return `${r.gateway}: unreachable: ${r.error}`;
+/** A gateway's summary line, then one line per problem, each naming its cause. */
+function gatewayNotes(r: StatusRow, now: Date): string[] {
+  if (!r.reachable) return [`${r.gateway}: unreachable: ${r.error}`];
   const parts = [`health daemon ${r.daemon}`];
   if (r.variant) parts.push(`balancing over ${r.variant}`);
-  parts.push(r.updated ? `state written ${age(now.getTime() - r.updated.getTime())} ago` : "no state written");
+  // The state's age on the gateway's clock when it could be read: ours may be off.
+  const written = r.stateAgeMs ?? (r.updated ? now.getTime() - r.updated.getTime() : null);
+  parts.push(written === null ? "no state written" : `state written ${age(written)} ago`);
   if (r.links.some((l) => l.connections === null)) parts.push("conntrack not installed");
   else if (r.other) parts.push(`${r.other} other connections`);
-  return `${r.gateway}: ${parts.join(", ")}`;
+  return [`${r.gateway}: ${parts.join(", ")}`, ...r.problems.map((p) => `${r.gateway}: ${p}`)];
 }
 
 /**
@@ -66,19 +69,19 @@ export function statusTable(rows: StatusRow[], now: Date = new Date()): string {
   });
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i])).join("  ").trimEnd();
-  return [line(head), ...cells.map(line), "", ...rows.map((r) => `  ${gatewayNote(r, now)}`)].join("\n");
+  return [line(head), ...cells.map(line), "", ...rows.flatMap((r) => gatewayNotes(r, now).map((n) => `  ${n}`))].join("\n");
 }
 
-/** 1 when a gateway could not be read, else 2 when a link is not up or a daemon not running, else 0. */
+/** 1 when a gateway could not be read, else 2 when a link is not up, a daemon not running or stale, or a problem found, else 0. */
 export function statusExitCode(rows: StatusRow[]): number {
   if (rows.some((r) => !r.reachable)) return 1;
-  return rows.some((r) => r.daemon !== "running" || r.links.some((l) => l.status !== "up")) ? 2 : 0;
+  return rows.some((r) => r.daemon !== "running" || r.problems.length || r.links.some((l) => l.status !== "up")) ? 2 : 0;
 }
 
 export function addStatusCommand(cli: Command, setExitCode: (code: number) => void): void {
   withTargetOptions(
     cli
       .command("status")
-      .description("each gateway's links now: up or down and since when, open connections and their share (exit 0 all up, 2 a link down or daemon stopped, 1 unreachable, not deployed or error)"),
+      .description("each gateway's links now: up or down and since when, open connections and their share (exit 0 all up, 2 a link down, the daemon stopped or stale, or a sysctl the rules need unset, 1 unreachable, not deployed or error)"),
   ).action(async (opts: TargetOptions) => setExitCode(await reportTargets(opts, statusAll, statusTable, statusExitCode)));
 }

@@ -2,7 +2,10 @@
 // Every value that reaches a rule or a shell line is whitelisted here, so nothing from config can
 // become an extra shell word or iptables option.
 import { z } from "zod";
-import { parseCidr, parseIpv4, inSubnet, formatIpv4 } from "./ipv4";
+import { parseCidr, parseIpv4, inSubnet, formatIpv4, type Subnet } from "./ipv4";
+import { noDotDot, ROOT_MAX_LENGTH, ROOT_PATTERN } from "./root-path";
+import { TAR_NAME_MAX } from "./tar";
+import { HOST_KEY_LINE, hostKeyProblem } from "./host-key";
 
 /** Bad config: every problem at once, each with its field path. */
 export class ConfigError extends Error {
@@ -27,7 +30,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
 const interfaceName = z
   .string()
   .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/, "must be a Linux interface name: 1-15 of A-Z a-z 0-9 _ . - (not starting with - or .)")
-  .meta({ title: "interface name: 1–15 of A-Z a-z 0-9 _ . -, not starting with - or ." });
+  .refine((n) => n !== "lo", "must not be lo: the loopback interface is neither a LAN nor an uplink")
+  .meta({ title: "interface name: 1–15 of A-Z a-z 0-9 _ . -, not starting with - or ., not lo" });
 
 // Titles name a string's format in the configuration reference (components/config-reference.ts).
 const name = z
@@ -39,11 +43,50 @@ const linkName = z
   .regex(/^[a-z][a-z0-9_-]{0,14}$/, "must be 1-15 of a-z 0-9 _ - starting with a letter")
   .meta({ title: "1–15 of a-z 0-9 _ -, starting with a letter" });
 
+const DOTTED_QUAD = /^[0-9]{1,3}(\.[0-9]{1,3}){3}$/;
+
+/** Ranges that hold no address a gateway can route to as a host. */
+const SPECIAL_RANGES = [
+  { subnet: parseCidr("0.0.0.0/8"), what: '"this network" (0.0.0.0/8), not a host' },
+  { subnet: parseCidr("127.0.0.0/8"), what: "loopback (127.0.0.0/8)" },
+  { subnet: parseCidr("224.0.0.0/4"), what: "multicast (224.0.0.0/4)" },
+  { subnet: parseCidr("240.0.0.0/4"), what: "reserved (240.0.0.0/4)" },
+];
+
+/** Why a syntactically valid address is no unicast host address, or undefined when it is one. */
+function nonUnicast(address: string): string | undefined {
+  if (address === "0.0.0.0") return "the unspecified address";
+  if (address === "255.255.255.255") return "the broadcast address";
+  return SPECIAL_RANGES.find((r) => inSubnet(parseIpv4(address), r.subnet))?.what;
+}
+
+/** A refinement adding "must be a unicast host address" to an address (syntax is checked elsewhere). */
+const unicast = (addressOf: (value: string) => string) => (value: string, ctx: z.RefinementCtx) => {
+  const address = addressOf(value);
+  const why = DOTTED_QUAD.test(address) ? nonUnicast(address) : undefined;
+  if (why) ctx.addIssue({ code: "custom", message: `must be a unicast host address: ${address} is ${why}` });
+};
+
+const overlaps = (a: Subnet, b: Subnet) => a.network <= b.broadcast && b.network <= a.broadcast;
+
 const networkCidr = z.cidrv4({ message: "must be an IPv4 network in CIDR form, e.g. 198.51.100.0/24" }).refine(
   (c) => parseCidr(c).network === parseIpv4(c.split("/")[0]),
   { message: "has host bits set: write the network address (iptables would silently change it)" },
 ).meta({ title: "IPv4 network in CIDR form, no host bits set" });
-const ipv4 = z.ipv4({ message: "must be an IPv4 address, e.g. 203.0.113.2" });
+// A LAN is the gateway's own network: never the whole internet, never a special range.
+const lanNetwork = networkCidr
+  .superRefine((c, ctx) => {
+    if (!DOTTED_QUAD.test(c.split("/")[0])) return;
+    const subnet = parseCidr(c);
+    const message = subnet.prefix === 0
+      ? "must not be 0.0.0.0/0: every destination would count as LAN, so nothing would be balanced"
+      : SPECIAL_RANGES.filter((r) => overlaps(subnet, r.subnet)).map((r) => `must be a unicast network: it overlaps ${r.what}`)[0];
+    if (message) ctx.addIssue({ code: "custom", message });
+  })
+  .meta({ title: "IPv4 network in CIDR form, no host bits set, not 0.0.0.0/0 or a special range" });
+const ipv4 = z.ipv4({ message: "must be an IPv4 address, e.g. 203.0.113.2" })
+  .superRefine(unicast((a) => a))
+  .meta({ title: "unicast IPv4 address" });
 // SNAT source: an address, optionally with the link's prefix length so the gateway can be checked.
 const addressWithPrefix = z
   .string()
@@ -51,7 +94,8 @@ const addressWithPrefix = z
   .refine((s) => z.ipv4().safeParse(s.split("/")[0]).success && (!s.includes("/") || Number(s.split("/")[1]) <= 32), {
     message: "must be an IPv4 address, optionally with /prefix, e.g. 203.0.113.2/30",
   })
-  .meta({ title: "IPv4 address, optionally with /prefix" });
+  .superRefine(unicast((s) => s.split("/")[0]))
+  .meta({ title: "unicast IPv4 address, optionally with /prefix" });
 
 const portError = "must be a port 1-65535 or a range like 8000-8100";
 const port = z.union(
@@ -68,6 +112,18 @@ const port = z.union(
 export const RESERVED_TABLES = [0, 253, 254, 255];
 /** Ceiling on rules across all pre-rendered variants: 2^N-1 of them, each as long as its weights. */
 export const MAX_VARIANT_RULES = 25_000;
+/** The most links whose variants fit MAX_VARIANT_RULES at weight 1 (n links: n·2^(n-1) rules): 12. */
+export const MAX_LINKS = (() => {
+  let n = 2;
+  while (n < 32 && variantRuleCount(Array(n + 1).fill(1)) <= MAX_VARIANT_RULES) n++;
+  return n;
+})();
+const LINK_COUNT = `needs 2 to ${MAX_LINKS} links (the failover variants of ${MAX_LINKS + 1} exceed the budget of ${MAX_VARIANT_RULES} rules)`;
+// render.ts names each variant's file `variants/<key>.rules`, the key being the live links' names
+// joined by `+`; the push carries files as ustar entries, whose names hold TAR_NAME_MAX bytes.
+const VARIANT_FILE = (key: string) => `variants/${key}.rules`;
+/** Characters the link names may have together, joined by `+`, so every variant file name fits. */
+export const MAX_LINK_NAMES_LENGTH = TAR_NAME_MAX - VARIANT_FILE("").length;
 
 const linkSchema = z.strictObject({
   name: linkName.describe("unique on the gateway; names the link's routing table (`mwan_<name>`) and balancing variants"),
@@ -132,49 +188,74 @@ const healthFields = {
 const balancePartial = z.strictObject(balanceFields).partial();
 const healthPartial = z.strictObject(healthFields).partial();
 
-const HOST_KEY_REQUIRED = "is required to pin the gateway's SSH host key (ssh-keyscan -t ed25519 HOST), or set insecureSkipHostKeyCheck: true";
+const HOST_KEY_REQUIRED = "is required to pin the host's SSH key (a line of `ssh-keyscan HOST`), or set insecureSkipHostKeyCheck: true";
+
+const sshHost = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, "must be an IPv4 address or a DNS name")
+  .meta({ title: "IPv4 address or DNS name" });
+const sshPort = z.number().int().min(1).max(65535).default(22).describe("SSH port");
+const unixUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Unix user name").meta({ title: "Unix user name" });
+const hostKey = z
+  .string()
+  .max(16_384, "must be at most 16384 characters (one OpenSSH public key line)")
+  .regex(HOST_KEY_LINE, "must be an OpenSSH public host key line as `ssh-keyscan HOST` prints it ('HOST ssh-ed25519 AAAA…'), or just 'ssh-ed25519 AAAA…'")
+  .superRefine((line, ctx) => {
+    const problem = hostKeyProblem(line);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .optional()
+  .meta({ title: "OpenSSH public key line (ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521), host name first allowed" });
+const insecureSkipHostKeyCheck = z.boolean().default(false).describe("connect without pinning the host key (not for production)");
+const requireHostKey = (c: { hostKey?: string; insecureSkipHostKeyCheck: boolean }, ctx: z.RefinementCtx) => {
+  if (!c.hostKey && !c.insecureSkipHostKeyCheck) ctx.addIssue({ code: "custom", path: ["hostKey"], message: HOST_KEY_REQUIRED });
+};
+
+const bastionSchema = z.strictObject({
+    host: sshHost.describe("the bastion's SSH address, as the previous hop (or the machine running Pulumi) reaches it"),
+    port: sshPort,
+    user: unixUser.optional().describe("SSH user on the bastion; default the gateway's `user`"),
+    hostKey: hostKey.describe("the bastion's host key, pinned (a line of `ssh-keyscan HOST`); required unless `insecureSkipHostKeyCheck`"),
+    insecureSkipHostKeyCheck,
+  })
+  .superRefine(requireHostKey);
 
 /** How the gateway is reached; checked on its own too, when its values come from other resources. */
 export const connectionSchema = z.strictObject({
-    host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, "must be an IPv4 address or a DNS name")
-      .meta({ title: "IPv4 address or DNS name", description: "the gateway's SSH address" }),
-    port: z.number().int().min(1).max(65535).default(22).describe("SSH port"),
-    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Unix user name").default("root")
-      .meta({ title: "Unix user name", description: "SSH user; installing the bundle needs root" }),
-    hostKey: z
-      .string()
-      .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( \S*)?$/, "must be an OpenSSH public host key line, e.g. 'ssh-ed25519 AAAA…'")
-      .optional()
-      .meta({
-        title: "OpenSSH public key line: ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521",
-        description: "the gateway's host key, pinned (`ssh-keyscan -t ed25519 HOST`); required unless `insecureSkipHostKeyCheck`",
-      }),
-    insecureSkipHostKeyCheck: z.boolean().default(false).describe("connect without pinning the host key (not for production)"),
+    host: sshHost.describe("the gateway's SSH address (through `proxyJump`: as the last bastion reaches it)"),
+    port: sshPort,
+    user: unixUser.default("root")
+      .describe("SSH user: root, or a user with NOPASSWD sudo and `sudo: true` (installing the bundle needs root)"),
+    sudo: z.boolean().default(false)
+      .describe("run every command on the gateway through `sudo -n` (for a non-root `user`; sudo must not ask for a password)"),
+    hostKey: hostKey.describe("the gateway's host key, pinned (a line of `ssh-keyscan HOST`); required unless `insecureSkipHostKeyCheck`"),
+    insecureSkipHostKeyCheck,
+    proxyJump: z.array(bastionSchema).min(1).max(8).optional()
+      .describe("bastions reached in order, the gateway through the last one (like `ssh -J`); each with its own pinned host key"),
+    agent: z.boolean().default(false)
+      .describe("authenticate with the ssh-agent at `SSH_AUTH_SOCK` of the machine running Pulumi or the CLI (then `multiwan:sshPrivateKey` is optional)"),
     rollbackAfter: z.number().int().min(5).max(600).default(60)
       .describe("seconds after which an apply not confirmed over a fresh SSH connection rolls itself back"),
   })
-  .superRefine((c, ctx) => {
-    if (!c.hostKey && !c.insecureSkipHostKeyCheck) ctx.addIssue({ code: "custom", path: ["hostKey"], message: HOST_KEY_REQUIRED });
-  })
-  .describe("how Pulumi and `multiwan drift` reach the gateway over SSH; the key is the secret `multiwan:sshPrivateKey`");
+  .superRefine(requireHostKey)
+  .describe("how Pulumi and `multiwan drift` reach the gateway over SSH; the key is the secret `multiwan:sshPrivateKey` (with `multiwan:sshPrivateKeyPassphrase` if it has one), or the ssh-agent");
 
 export const gatewaySchema = z.strictObject({
   name: name.describe("unique in the site: the CLI's `--gateway` and the Pulumi resource names"),
   connection: connectionSchema,
   root: z
     .string()
-    .regex(/^\/([A-Za-z0-9._-]+\/?)*$/, "must be an absolute path of A-Z a-z 0-9 . _ - segments")
-    .refine((p) => !p.split("/").includes(".."), "must not contain '..'")
+    .max(ROOT_MAX_LENGTH, `must be at most ${ROOT_MAX_LENGTH} characters`)
+    .regex(ROOT_PATTERN, "must be an absolute path of A-Z a-z 0-9 . _ - segments")
+    .refine(noDotDot, "must not contain '..'")
     .default("/")
     .meta({
-      title: "absolute path of A-Z a-z 0-9 . _ - segments, no ..",
+      title: `absolute path of A-Z a-z 0-9 . _ - segments, no .., at most ${ROOT_MAX_LENGTH} characters`,
       description: "install prefix on the gateway (`MULTIWAN_ROOT` of `apply.sh`): the bundle goes to `<root>/etc/multiwan`",
     }),
   lan: z.strictObject({
     interfaces: z.array(interfaceName).min(1).max(16).describe("LAN interfaces: new connections arriving on them are balanced"),
-    networks: z.array(networkCidr).min(1).max(64).describe("LAN networks: NATed on every link, never balanced as destinations"),
+    networks: z.array(lanNetwork).min(1).max(64).describe("LAN networks: NATed on every link, never balanced as destinations"),
   }).describe("the gateway's LAN side"),
-  links: z.array(linkSchema).min(2, "needs 2 to 16 links").max(16, "needs 2 to 16 links")
+  links: z.array(linkSchema).min(2, LINK_COUNT).max(MAX_LINKS, LINK_COUNT)
     .describe("the uplinks; their order sets the default marks and tables"),
   balance: balancePartial.optional().describe("overrides the site's `balance` for this gateway, key by key"),
   health: healthPartial.optional().describe("overrides the site's `health` for this gateway, key by key"),
@@ -276,14 +357,16 @@ function duplicates(values: unknown[]): number[] {
 /** What parseSite checks beyond each field's own schema, in words for the configuration reference: keep in step. */
 export const CROSS_FIELD_RULES = [
   "Gateway names are unique in the site.",
-  "`connection.hostKey` is required unless `connection.insecureSkipHostKeyCheck` is true.",
+  "`connection.hostKey` is required unless `connection.insecureSkipHostKeyCheck` is true; so is each `connection.proxyJump[]` bastion's `hostKey` unless its own `insecureSkipHostKeyCheck`.",
   "On a gateway, link names, link interfaces, explicit marks and explicit tables are unique; LAN interfaces are unique and none is a link interface.",
   "A link's `gateway` differs from its `address`; when `address` has a `/prefix`, `gateway` is on that subnet and (up to /30) `address` is not its network or broadcast address.",
-  "A link's `address` and `gateway` are outside the gateway's LAN networks.",
+  "A link's `address` and `gateway` are outside the gateway's LAN networks; no two links have the same `address`.",
+  "A probe target is no link's `address` (the gateway would answer it itself) and outside the LAN networks (the probe would go to the LAN).",
   "`check.reliability` is at most the number of `check.targets`.",
   "`balance.ports` only with `balance.protocols` among tcp, udp and sctp.",
   "`health.timeout` ≤ `health.interval` × `health.down`, after site and gateway settings are merged.",
-  `The failover variants (one per non-empty set of live links, each with one rule per weight unit after dividing by the weights' gcd) hold at most ${MAX_VARIANT_RULES} rules: 12 links of weight 1 fit, 13 do not.`,
+  `The failover variants (one per non-empty set of live links, each with one rule per weight unit after dividing by the weights' gcd) hold at most ${MAX_VARIANT_RULES} rules: ${MAX_LINKS} links of weight 1 fit, ${MAX_LINKS + 1} do not.`,
+  `The link names joined by \`+\` have at most ${MAX_LINK_NAMES_LENGTH} characters: each set of live links is a file \`variants/<names>.rules\` in the bundle, and a tar entry's name holds ${TAR_NAME_MAX} bytes.`,
 ];
 
 function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: string, problems: Problem[]): Gateway {
@@ -316,6 +399,15 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
       const lan = value && gw.lan.networks.find((n) => inSubnet(parseIpv4(value), parseCidr(n)));
       if (lan) problem(`links[${i}].${field}`, `${value} is inside LAN network ${lan}`);
     }
+    const other = links.findIndex((l, j) => j < i && addr && l.address?.split("/")[0] === addr);
+    if (other >= 0) problem(`links[${i}].address`, `${addr} is also the address of link ${links[other].name}`);
+    link.check.targets.forEach((target, t) => {
+      const owner = links.find((l) => l.address?.split("/")[0] === target);
+      const lan = gw.lan.networks.find((n) => inSubnet(parseIpv4(target), parseCidr(n)));
+      if (owner)
+        problem(`links[${i}].check.targets[${t}]`, `${target} is ${owner === link ? "the link's own address" : `the address of link ${owner.name}`}: the gateway answers it itself, so the probe never tests the uplink`);
+      else if (lan) problem(`links[${i}].check.targets[${t}]`, `${target} is inside LAN network ${lan}: the probe would go to the LAN, not through the link`);
+    });
     if (link.check.reliability > link.check.targets.length)
       problem(`links[${i}].check.reliability`, `is ${link.check.reliability} but only ${link.check.targets.length} target(s) are listed`);
   });
@@ -328,6 +420,9 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
   const variantRules = variantRuleCount(links.map((l) => l.weight));
   if (variantRules > MAX_VARIANT_RULES)
     problem("links", `the ${links.length} links' failover variants would need ${variantRules} rules (max ${MAX_VARIANT_RULES}): use fewer links or smaller weights`);
+  const names = links.map((l) => l.name).join("+");
+  if (names.length > MAX_LINK_NAMES_LENGTH)
+    problem("links", `the link names are too long together: the all-links variant file ${VARIANT_FILE(names)} would be ${VARIANT_FILE(names).length} bytes, over the ${TAR_NAME_MAX}-byte limit of a tar entry name: shorten them to at most ${MAX_LINK_NAMES_LENGTH} characters in total, counting a + between names (now ${names.length})`);
 
   return { ...gw, links, balance, health };
 }

@@ -1,9 +1,11 @@
 // Drift: what multiwan owns on a gateway, as the probe (probe-protocol.ts) saw it, against what
-// its pushed bundle says. Expected rules, routes and tables are the bundle's own files (the bytes
-// that were pushed); which tables, priorities and variants are ours comes from its manifest. Every
-// balancing variant the health daemon may have swapped in counts as in sync.
+// its pushed bundle says. Expected rules, routes, tables and installed files are the bundle's own
+// files (the bytes that were pushed); which tables, priorities, variants, sysctls and hooks are ours
+// comes from its manifest. Every balancing variant the health daemon may have swapped in counts as
+// in sync; a host rule above one of our hooks that keeps packets from it does not.
 import { readManifest } from "./manifest";
-import { parseProbe, type GatewayProbe } from "./probe-protocol";
+import { parseProbe, parseSysctls, systemFiles, type GatewayProbe } from "./probe-protocol";
+import { shadowingRules } from "./shadowing";
 
 export interface DriftReport {
   status: "in-sync" | "drifted" | "unreachable";
@@ -86,6 +88,11 @@ export function compareProbe(p: GatewayProbe, output: string): DriftReport {
     }
   }
 
+  for (const hook of manifest.hooks) {
+    for (const rule of shadowingRules(live.get(`iptables ${hook.table}`) ?? [], hook))
+      drift.push(`shadowing iptables ${hook.table} ${hook.chain}: ${rule} (above the -j ${hook.target} hook: packets it matches never reach multiwan's rules)`);
+  }
+
   const batch = p.files["ip.batch"].split("\n");
   const { first, last } = manifest.priorities.owned;
   const ours = (l: string) => {
@@ -99,11 +106,21 @@ export function compareProbe(p: GatewayProbe, output: string): DriftReport {
   }
   listDiff("rt_tables", p.files["rt_tables"].split("\n").filter((l) => l.trim()), live.get("rt_tables") ?? [], drift);
 
-  const installed = new Map((live.get("files") ?? []).map((l) => [l.slice(66).replace(/^\.\//, ""), l.slice(0, 64)]));
-  for (const [name, text] of Object.entries(p.files)) {
-    const have = installed.get(name);
-    if (have === undefined) drift.push(`missing file: ${manifest.paths.installDir}/${name}`);
-    else if (have !== sha256(text)) drift.push(`changed file: ${manifest.paths.installDir}/${name}`);
+  // sha256sum lines: 64 hex digits, two spaces, the path.
+  const hashes = (area: string) => new Map((live.get(area) ?? []).map((l) => [l.slice(66), l.slice(0, 64)]));
+  const fileDiff = (path: string, have: string | undefined, text: string) => {
+    if (have === undefined) drift.push(`missing file: ${path}`);
+    else if (have !== sha256(text)) drift.push(`changed file: ${path}`);
+  };
+  const installed = hashes("files");
+  for (const [name, text] of Object.entries(p.files)) fileDiff(`${manifest.paths.installDir}/${name}`, installed.get(`./${name}`), text);
+  const system = hashes("system files");
+  for (const { file, path } of systemFiles(manifest)) fileDiff(path, system.get(path), p.files[file] ?? "");
+
+  const sysctls = parseSysctls(live);
+  for (const { key, value } of manifest.sysctls) {
+    const have = sysctls.get(key);
+    if (have !== value) drift.push(`changed sysctl: ${key} is ${have ?? "unreadable"}, the bundle sets ${value}`);
   }
   const daemon = live.get("daemon")?.[0] ?? "unknown";
   if (daemon !== "active") drift.push(`stopped health daemon: multiwan-health is ${daemon}`);

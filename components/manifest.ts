@@ -5,6 +5,7 @@
 import { LAYOUT, under, type Layout } from "./layout";
 import type { Hook, Plan } from "./plan";
 import type { Bundle } from "./render";
+import { isRootPath, noDotDot } from "./root-path";
 
 export const MANIFEST_FILE = "manifest.json";
 /** Bumped when a field changes meaning; readers refuse formats they do not know. */
@@ -47,6 +48,10 @@ export interface Manifest {
   units: { restore: string; health: string };
   /** The jumps from built-in chains into ours. */
   hooks: Hook[];
+  /** Kernel settings the rules depend on, as the bundle's sysctl.conf sets them. */
+  sysctls: { key: string; value: string }[];
+  /** Seconds between the health daemon's rounds: each one rewrites `paths.stateFile`. */
+  health: { interval: number };
 }
 
 export function planManifest(plan: Plan): Manifest {
@@ -73,15 +78,16 @@ export function planManifest(plan: Plan): Manifest {
     paths: Object.fromEntries(Object.entries(plan.layout).map(([key, path]) => [key, under(plan.root, path)])) as Layout,
     units: plan.units,
     hooks: plan.hooks.all,
+    sysctls: plan.sysctls,
+    health: { interval: plan.health.interval },
   };
 }
 
 export const renderManifest = (plan: Plan): string => `${JSON.stringify(planManifest(plan), null, 2)}\n`;
 
-const ROOT = /^\/([A-Za-z0-9._-]+\/?)*$/;
 const ABSOLUTE = /^(\/[A-Za-z0-9._-]+)+$/;
 const NAME = /^[A-Za-z0-9._@+-]+$/;
-const noDotDot = (path: string) => !path.split("/").includes("..");
+const SYSCTL_KEY = /^[a-z0-9_]+(\.[a-z0-9_]+)+$/;
 
 /**
  * The manifest of a pushed bundle, checked where its values reach a remote command (paths, unit
@@ -103,7 +109,7 @@ export function readManifest(files: Bundle): Manifest {
     throw new Error(`the pushed bundle's ${MANIFEST_FILE} has format ${JSON.stringify(m?.format)}; this multiwan reads format ${MANIFEST_FORMAT}`);
   }
   const invalid = (field: string, value: unknown) => new Error(`invalid ${MANIFEST_FILE}: ${field} ${JSON.stringify(value)}`);
-  if (typeof m.root !== "string" || !ROOT.test(m.root) || !noDotDot(m.root)) throw invalid("root", m.root);
+  if (typeof m.root !== "string" || !isRootPath(m.root)) throw invalid("root", m.root);
   for (const key of Object.keys(LAYOUT) as (keyof Layout)[]) {
     const path = m.paths?.[key];
     if (typeof path !== "string" || !ABSOLUTE.test(path) || !noDotDot(path)) throw invalid(`paths.${key}`, path);
@@ -118,5 +124,11 @@ export function readManifest(files: Bundle): Manifest {
   const { first, last } = m.priorities?.owned ?? {};
   if (!Number.isInteger(first) || !Number.isInteger(last)) throw invalid("priorities.owned", m.priorities?.owned);
   if (!Array.isArray(m.variants)) throw invalid("variants", m.variants);
+  // Read by status and drift; a bundle from before they were recorded cannot be checked for them.
+  if (!Array.isArray(m.sysctls) || !Number.isFinite(m.health?.interval) || !(m.health.interval > 0)) {
+    throw new Error(`the pushed bundle's ${MANIFEST_FILE} lacks sysctls or health (an older multiwan pushed it): push it again (pulumi up) before checking it`);
+  }
+  if (!Array.isArray(m.hooks) || m.hooks.some((h) => [h?.table, h?.chain, h?.target].some((v) => typeof v !== "string"))) throw invalid("hooks", m.hooks);
+  for (const s of m.sysctls) if (typeof s?.key !== "string" || !SYSCTL_KEY.test(s.key) || typeof s.value !== "string") throw invalid("sysctls", s);
   return m;
 }

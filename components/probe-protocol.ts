@@ -24,7 +24,28 @@ export function daemonSection(m: Manifest): string {
   );
 }
 
-/** What drift compares: rules, policy rules, link tables' routes, rt_tables, installed files, daemon. */
+/** The live values of the manifest's sysctls, as `key = value` lines (an unreadable key: no line). */
+export function sysctlSection(m: Manifest): string {
+  return section("sysctl", `sysctl ${m.sysctls.map((s) => s.key).join(" ")} 2>/dev/null`);
+}
+
+/** Live sysctl values from a probe's output: key → value. */
+export function parseSysctls(probe: Map<string, string[]>): Map<string, string> {
+  return new Map((probe.get("sysctl") ?? []).flatMap((l) => {
+    const kv = /^(\S+) = (.*)$/.exec(l);
+    return kv ? [[kv[1], kv[2]] as const] : [];
+  }));
+}
+
+/** Bundle files installed outside the install dir (units, the sysctl.d file), by bundle name. */
+export function systemFiles(m: Manifest): { file: string; path: string }[] {
+  return [
+    { file: "sysctl.conf", path: m.paths.sysctl },
+    ...[m.units.restore, m.units.health].map((unit) => ({ file: unit, path: `${m.paths.unitDir}/${unit}` })),
+  ];
+}
+
+/** What drift compares: rules, policy rules, link tables' routes, rt_tables, installed files, sysctls, daemon. */
 export function probeCommand(p: GatewayProbe): string {
   const m = readManifest(p.files);
   return [
@@ -34,6 +55,8 @@ export function probeCommand(p: GatewayProbe): string {
     ...m.links.map((l) => section(`route ${l.table}`, `ip route show table ${l.table} 2>/dev/null`)),
     section("rt_tables", `cat ${m.paths.rtTables} 2>/dev/null`),
     section("files", `cd ${m.paths.installDir} 2>/dev/null && find . -type f | sort | xargs -r sha256sum`),
+    section("system files", `sha256sum ${systemFiles(m).map((f) => f.path).join(" ")} 2>/dev/null`),
+    sysctlSection(m),
     daemonSection(m),
     "true",
   ].join("\n");

@@ -1,9 +1,11 @@
 // Status: what a gateway is doing right now, read over one SSH session. The health daemon's
-// state.json says which links are up and since when; conntrack says how many connections each
-// link carries (by our mark byte). Read-only; links, marks and paths come from the bundle's manifest.
+// state.json says which links are up and since when (and, by its age on the gateway's clock,
+// whether the daemon still runs its rounds); conntrack says how many connections each link carries
+// (by our mark byte); the sysctls the rules need are read back. Read-only; links, marks, sysctls
+// and paths come from the bundle's manifest.
 import type { DaemonState } from "./layout";
 import { readManifest, type Manifest } from "./manifest";
-import { daemonSection, parseProbe, section, type GatewayProbe } from "./probe-protocol";
+import { daemonSection, parseProbe, parseSysctls, section, sysctlSection, type GatewayProbe } from "./probe-protocol";
 import { ConnectError, runRemote, type SshTarget } from "./remote";
 import type { Bundle } from "./render";
 
@@ -12,7 +14,7 @@ export type StatusInputs = GatewayProbe;
 
 export interface LinkStatus {
   name: string;
-  /** `unknown`: the daemon has not written a state for this link (never ran, or another bundle). */
+  /** `unknown`: the daemon has not written a state for this link (never ran, or another bundle), or its state is stale. */
   status: "up" | "down" | "unknown";
   /** When the link last changed state (or the daemon first saw it). */
   since: Date | null;
@@ -26,17 +28,37 @@ export interface GatewayStatus {
   reachable: boolean;
   /** The SSH or remote error when not reachable. */
   error?: string;
-  daemon: "running" | "stopped" | "unknown";
+  /** `stale`: its process exists but its state is older than staleAfterMs (frozen or stuck). */
+  daemon: "running" | "stale" | "stopped" | "unknown";
   /** The balancing variant the daemon last put in place (`isp1+isp2`, `none`). */
   variant?: string;
   /** When the daemon last wrote its state. */
   updated: Date | null;
+  /** How long ago, on the gateway's own clock; null when there is no state or no clock reading. */
+  stateAgeMs: number | null;
+  /** What is wrong beyond the links' states, each naming its cause (a sysctl, a stale daemon). */
+  problems: string[];
   links: LinkStatus[];
   /** Open connections over all links. */
   total: number;
   /** Open connections carrying none of the links' marks (LAN-local, management, unbalanced). */
   other: number;
 }
+
+/** What a sysctl the rules need does when it has another value. */
+const SYSCTL_EFFECTS: Record<string, string> = {
+  "net.ipv4.ip_forward": "the LAN is offline (the gateway forwards nothing)",
+  "net.ipv4.conf.all.src_valid_mark": "rp_filter checks replies without their mark and may drop every reply on a non-default link",
+};
+
+/**
+ * The daemon rewrites its state every round (interval + a little); a state older than a few rounds
+ * means it is frozen or stuck. The floor allows for a slow round on a small router and for a
+ * variant swap waiting on an apply's lock.
+ */
+export const STALE_ROUNDS = 5;
+export const STALE_FLOOR_MS = 2000;
+export const staleAfterMs = (intervalSeconds: number) => Math.max(STALE_ROUNDS * intervalSeconds * 1000, STALE_FLOOR_MS);
 
 /** Name and mark byte of each link, in config order, from the bundle's manifest. */
 export function statusLinks(files: Bundle): { name: string; markByte: number }[] {
@@ -51,8 +73,9 @@ function markByteOf(manifest: Manifest): (mark: number) => number {
 }
 
 /**
- * Daemon liveness (as the drift probe checks it), the daemon's state.json, and open conntrack
- * entries counted per mark in one pass of `conntrack -L`: lines `MARK COUNT`. Closed TCP entries
+ * Daemon liveness (as the drift probe checks it), the daemon's state.json and the gateway's clock
+ * (epoch ms, to age the state without trusting our clock), the sysctls, and open conntrack entries
+ * counted per mark in one pass of `conntrack -L`: lines `MARK COUNT`. Closed TCP entries
  * (TIME_WAIT, CLOSE) and ICMP (the daemon's own probes, kept 30 s each) are not counted.
  */
 export function statusCommand(p: StatusInputs): string {
@@ -64,6 +87,8 @@ export function statusCommand(p: StatusInputs): string {
   return [
     daemonSection(m),
     section("state", `cat ${m.paths.stateFile} 2>/dev/null`),
+    section("clock", "date +%s%3N"),
+    sysctlSection(m),
     section("conntrack", `if command -v conntrack >/dev/null; then conntrack -L 2>/dev/null | ${count}; else echo unavailable; fi`),
     "true",
   ].join("\n");
@@ -74,7 +99,8 @@ const date = (ms: unknown) => (typeof ms === "number" && Number.isFinite(ms) && 
 /** The command's output → status of the bundle's links (names and marks from its manifest). */
 export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
   const live = parseProbe(stdout);
-  const byteOf = markByteOf(readManifest(files));
+  const manifest = readManifest(files);
+  const byteOf = markByteOf(manifest);
   // Fields may be missing or of any type: the file is read as the gateway has it.
   let state: Partial<DaemonState> = {};
   try {
@@ -109,20 +135,50 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
   const ours = new Set(planned.map((l) => l.markByte));
   const other = [...counts].reduce((sum, [byte, n]) => sum + (ours.has(byte) ? 0 : n), 0);
 
+  const problems: string[] = [];
+  const sysctls = parseSysctls(live);
+  for (const { key, value } of manifest.sysctls) {
+    const have = sysctls.get(key);
+    if (have !== value) {
+      problems.push(`${key} ${have === undefined ? "could not be read" : `is ${have}`} (the rules need ${value}): ${SYSCTL_EFFECTS[key] ?? "the rules may not work"}`);
+    }
+  }
+
+  const updated = date(state.updated);
+  const clock = Number(live.get("clock")?.[0]);
+  const stateAgeMs = updated && Number.isSafeInteger(clock) && clock > 0 ? Math.max(0, clock - updated.getTime()) : null;
+  let daemon: GatewayStatus["daemon"] = daemonLine === "active" ? "running" : daemonLine ? "stopped" : "unknown";
+  if (daemon === "running") {
+    const stale = !updated
+      ? "it runs but has written no state"
+      : stateAgeMs !== null && stateAgeMs > staleAfterMs(manifest.health.interval)
+        ? `state written ${Math.round(stateAgeMs / 1000)}s ago`
+        : undefined;
+    if (stale) {
+      daemon = "stale";
+      problems.push(`health daemon stale: ${stale} (interval ${manifest.health.interval} s)`);
+      for (const l of links) l.status = "unknown"; // as of when, no one can say
+    } else if (stateAgeMs === null) {
+      problems.push("cannot tell whether the health daemon is alive: the gateway's clock could not be read");
+    }
+  }
+
   return {
     reachable: true,
-    daemon: daemonLine === "active" ? "running" : daemonLine ? "stopped" : "unknown",
+    daemon,
     ...(typeof state.variant === "string" ? { variant: state.variant } : {}),
-    updated: date(state.updated),
+    updated,
+    stateAgeMs,
     links,
     total,
     other,
+    problems,
   };
 }
 
 function unreachable(links: { name: string }[], error: string): GatewayStatus {
   const unknown = links.map(({ name }) => ({ name, status: "unknown" as const, since: null, connections: null, share: 0 }));
-  return { reachable: false, error, daemon: "unknown", updated: null, links: unknown, total: 0, other: 0 };
+  return { reachable: false, error, daemon: "unknown", updated: null, stateAgeMs: null, links: unknown, total: 0, other: 0, problems: [] };
 }
 
 /**

@@ -1,11 +1,14 @@
 // A minimal ustar writer: the bundle travels to the gateway as one tar stream on stdin, unpacked
 // there by `tar -x` (GNU or busybox), so no file content ever appears in a command line.
 
+/** Bytes of a ustar entry's name field; the config keeps every bundle file name within it. */
+export const TAR_NAME_MAX = 100;
+
 function header(name: string, size: number, mode: number): Buffer {
   const h = Buffer.alloc(512);
   const field = (offset: number, length: number, value: string) => h.write(value, offset, length, "ascii");
   const octal = (offset: number, length: number, value: number) => field(offset, length, value.toString(8).padStart(length - 1, "0") + "\0");
-  if (Buffer.byteLength(name) > 100) throw new Error(`tar: name too long: ${name}`);
+  if (Buffer.byteLength(name) > TAR_NAME_MAX) throw new Error(`tar: name longer than ${TAR_NAME_MAX} bytes: ${name}`);
   field(0, 100, name);
   octal(100, 8, mode);
   octal(108, 8, 0); // uid

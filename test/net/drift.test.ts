@@ -1,4 +1,5 @@
-// Drift on real netfilter: the probe run in the gateway's namespace, compared with the bundle.
+// Drift on real netfilter: the probe run in the gateway's namespace, compared with the bundle; each
+// kind of hand edit, including host rules that shadow our hooks, sysctls and deleted system files.
 import { expect, it } from "vitest";
 import { compareProbe } from "../../components/drift";
 import { probeCommand } from "../../components/probe-protocol";
@@ -42,6 +43,15 @@ describeAsRoot("drift against a real gateway", () => {
           /^(missing|extra) iptables mangle MWAN-BALANCE: /],
         ["stop the daemon", `kill $(cat ${lab.root}/run/multiwan/health.pid)`,
           /^stopped health daemon: multiwan-health is inactive$/],
+        // Left in place by the repair, which puts our hook back on top: below it, it shadows nothing.
+        ["accept everything above our hook", "iptables -t mangle -I PREROUTING 1 -j ACCEPT",
+          /^shadowing iptables mangle PREROUTING: -A PREROUTING -j ACCEPT \(above the -j MWAN-PRE hook: packets it matches never reach multiwan's rules\)$/],
+        ["turn off src_valid_mark", "sysctl -q -w net.ipv4.conf.all.src_valid_mark=0",
+          /^changed sysctl: net\.ipv4\.conf\.all\.src_valid_mark is 0, the bundle sets 1$/],
+        ["delete the health unit", `rm ${lab.root}/etc/systemd/system/multiwan-health.service`,
+          new RegExp(`^missing file: ${lab.root}/etc/systemd/system/multiwan-health\\.service$`)],
+        ["delete the sysctl.d file", `rm ${lab.root}/etc/sysctl.d/90-multiwan.conf`,
+          new RegExp(`^missing file: ${lab.root}/etc/sysctl\\.d/90-multiwan\\.conf$`)],
       ];
       for (const [what, change, expected] of cases) {
         await lab.sh(lab.ns.gw, change, { check: true });

@@ -1,9 +1,10 @@
 // `multiwan status` against a real gateway: the health daemon and real netfilter in a lab namespace,
 // the status command run inside the gateway's namespace (what its sshd would run). Long-lived LAN
 // connections show up per link with the weights' shares; a broken uplink shows as down with a fresh
-// `since`.
+// `since`; forwarding turned off and a frozen daemon are named, never shown as fine.
 import { expect, it } from "vitest";
-import { parseStatus, statusCommand, type GatewayStatus, type StatusInputs } from "../../components/status";
+import { statusExitCode, statusTable } from "../../cli/status";
+import { parseStatus, staleAfterMs, statusCommand, type GatewayStatus, type StatusInputs } from "../../components/status";
 import { withLab, type Lab } from "../../lab/lab";
 import { deploy, labSite } from "../../lab/deploy";
 import { healthState } from "../../lab/failover";
@@ -50,6 +51,40 @@ describeAsRoot("status of a real gateway", () => {
       expect(since).toBeLessThanOrEqual(Date.now());
       expect(after.links[1].connections).toBe(0); // flushConntrack: the dead link's entries are gone
       await conns.stop();
+    });
+  }, 60_000);
+
+  it("exits 2 naming the cause when forwarding is off or the daemon is frozen", async () => {
+    await withLab({ links: 2 }, async (lab) => {
+      const files = await deploy(lab, labSite(lab, { health: FAST }), { daemon: true });
+      const inputs = { files, root: lab.root };
+      await waitFor("the daemon's first state", () => healthState(lab) !== undefined, 5000);
+      const report = async () => {
+        const row = { gateway: "gw1", ...(await statusOf(lab, inputs)) };
+        return { row, code: statusExitCode([row]), table: statusTable([row]) };
+      };
+      expect((await report()).code).toBe(0);
+
+      await lab.sh(lab.ns.gw, "sysctl -q -w net.ipv4.ip_forward=0", { check: true });
+      const off = await report();
+      expect(off.code).toBe(2);
+      expect(off.table).toContain("gw1: net.ipv4.ip_forward is 0 (the rules need 1): the LAN is offline");
+      await lab.sh(lab.ns.gw, "sysctl -q -w net.ipv4.ip_forward=1", { check: true });
+      expect((await report()).code).toBe(0);
+
+      const pid = (await lab.sh(lab.ns.gw, `cat ${lab.root}/run/multiwan/health.pid`, { check: true })).stdout.trim();
+      await lab.sh(lab.ns.gw, `kill -STOP ${pid}`, { check: true });
+      try {
+        await new Promise((r) => setTimeout(r, staleAfterMs(FAST.interval) + 500));
+        const frozen = await report();
+        expect(frozen.code).toBe(2);
+        expect(frozen.row).toMatchObject({ daemon: "stale", links: [{ status: "unknown" }, { status: "unknown" }] });
+        expect(frozen.table).toMatch(/gw1: health daemon stale: state written [23]s ago \(interval 0\.1 s\)/);
+      } finally {
+        await lab.sh(lab.ns.gw, `kill -CONT ${pid}`);
+      }
+      await waitFor("the daemon's next state", () => Date.now() - (healthState(lab)?.updated ?? 0) < 1000, 5000);
+      expect((await report()).code).toBe(0);
     });
   }, 60_000);
 });

@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseSite } from "../../components/config";
+import { ConfigError, MAX_LINK_NAMES_LENGTH, MAX_LINKS, parseSite } from "../../components/config";
+import { planGateway } from "../../components/plan";
+import { renderBundle } from "../../components/render";
+import { ROOT_PATTERN } from "../../components/root-path";
+import { tarFiles } from "../../components/tar";
 import { gateway, validSite } from "./fixtures";
 
 function problemsOf(edit: (site: any) => void): { path: string; message: string }[] {
@@ -16,6 +20,11 @@ function problemsOf(edit: (site: any) => void): { path: string; message: string 
 
 const gw = (s: any) => s.gateways[0];
 const link = (s: any, i: number) => s.gateways[0].links[i];
+/** `n` links like the fixture's second, named and on interfaces of their own. */
+const links = (s: any, n: number, name = (i: number) => `l${i}`) =>
+  Array.from({ length: n }, (_, i) => ({ ...link(s, 1), name: name(i), interface: `w${i}` }));
+/** A link name of `length` characters, distinct per `i`. */
+const longName = (i: number, length = 15) => `${String.fromCharCode(97 + i)}${"x".repeat(length - 1)}`;
 
 // Each case: what is wrong, the field path the error must name, and a word of the reason.
 const badConfigs: [string, (s: any) => void, string, RegExp][] = [
@@ -37,6 +46,27 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
   ["relative root", (s) => (gw(s).root = "srv/gw"), "gateways[0].root", /absolute path/],
   ["root with ..", (s) => (gw(s).root = "/srv/../etc"), "gateways[0].root", /'\.\.'/],
   ["root with a space", (s) => (gw(s).root = "/srv/my gw"), "gateways[0].root", /absolute path/],
+  ["root with //", (s) => (gw(s).root = "/srv//gw"), "gateways[0].root", /absolute path/],
+  ["root too long", (s) => (gw(s).root = `/${"a".repeat(200)}`), "gateways[0].root", /at most 200 characters/],
+  ["lo as a LAN interface", (s) => (gw(s).lan.interfaces = ["lo"]), "gateways[0].lan.interfaces[0]", /must not be lo: the loopback interface/],
+  ["lo as an uplink", (s) => (link(s, 1).interface = "lo"), "gateways[0].links[1].interface", /must not be lo: the loopback interface/],
+  ["LAN network 0.0.0.0/0", (s) => (gw(s).lan.networks = ["0.0.0.0/0"]), "gateways[0].lan.networks[0]", /must not be 0\.0\.0\.0\/0: every destination would count as LAN/],
+  ["LAN network on loopback", (s) => (gw(s).lan.networks = ["127.0.0.0/8"]), "gateways[0].lan.networks[0]", /overlaps loopback \(127\.0\.0\.0\/8\)/],
+  ["LAN network covering multicast", (s) => (gw(s).lan.networks = ["192.0.0.0/2"]), "gateways[0].lan.networks[0]", /overlaps multicast \(224\.0\.0\.0\/4\)/],
+  ["link address 0.0.0.0", (s) => (link(s, 0).address = "0.0.0.0"), "gateways[0].links[0].address", /unicast host address: 0\.0\.0\.0 is the unspecified address/],
+  ["link address in 0.0.0.0/8", (s) => (link(s, 0).address = "0.1.2.3/30"), "gateways[0].links[0].address", /0\.1\.2\.3 is "this network"/],
+  ["link address loopback", (s) => (link(s, 0).address = "127.0.0.1"), "gateways[0].links[0].address", /127\.0\.0\.1 is loopback/],
+  ["link address multicast", (s) => (link(s, 0).address = "224.0.0.5"), "gateways[0].links[0].address", /224\.0\.0\.5 is multicast/],
+  ["link address broadcast", (s) => (link(s, 0).address = "255.255.255.255"), "gateways[0].links[0].address", /255\.255\.255\.255 is the broadcast address/],
+  ["link address reserved", (s) => (link(s, 0).address = "240.0.0.1"), "gateways[0].links[0].address", /240\.0\.0\.1 is reserved/],
+  ["link gateway loopback", (s) => (link(s, 1).gateway = "127.0.0.1"), "gateways[0].links[1].gateway", /127\.0\.0\.1 is loopback/],
+  ["probe target broadcast", (s) => (link(s, 1).check.targets = ["255.255.255.255"]), "gateways[0].links[1].check.targets[0]", /is the broadcast address/],
+  ["one address on two links", (s) => (link(s, 1).address = "203.0.113.2"), "gateways[0].links[1].address", /203\.0\.113\.2 is also the address of link isp1/],
+  ["probe target is the link's own address", (s) => (link(s, 0).check.targets = ["203.0.113.2"]), "gateways[0].links[0].check.targets[0]",
+    /203\.0\.113\.2 is the link's own address: the gateway answers it itself/],
+  ["probe target is another link's address", (s) => (link(s, 1).check.targets = ["192.0.2.1", "203.0.113.2"]), "gateways[0].links[1].check.targets[1]",
+    /is the address of link isp1: the gateway answers it itself/],
+  ["probe target in the LAN", (s) => (link(s, 1).check.targets = ["198.18.1.1"]), "gateways[0].links[1].check.targets[0]", /inside LAN network 198\.18\.1\.0\/24: the probe would go to the LAN/],
   ["no LAN interfaces", (s) => (gw(s).lan.interfaces = []), "gateways[0].lan.interfaces", /too small|>=/],
   ["LAN interface with option", (s) => (gw(s).lan.interfaces = ["-j"]), "gateways[0].lan.interfaces[0]", /interface name/],
   ["LAN interface too long", (s) => (gw(s).lan.interfaces = ["abcdefghijklmnop"]), "gateways[0].lan.interfaces[0]", /interface name/],
@@ -45,8 +75,10 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
   ["LAN network not CIDR", (s) => (gw(s).lan.networks = ["198.18.1.0"]), "gateways[0].lan.networks[0]", /CIDR/],
   ["LAN network with host bits", (s) => (gw(s).lan.networks = ["198.18.1.1/24"]), "gateways[0].lan.networks[0]", /host bits/],
   ["LAN network prefix 33", (s) => (gw(s).lan.networks = ["198.18.1.0/33"]), "gateways[0].lan.networks[0]", /CIDR/],
-  ["one link", (s) => gw(s).links.pop(), "gateways[0].links", /2 to 16 links/],
-  ["seventeen links", (s) => (gw(s).links = Array.from({ length: 17 }, (_, i) => ({ ...link(s, 1), name: `l${i}`, interface: `w${i}` }))), "gateways[0].links", /2 to 16 links/],
+  ["one link", (s) => gw(s).links.pop(), "gateways[0].links", /needs 2 to 12 links/],
+  ["thirteen links", (s) => (gw(s).links = links(s, 13)), "gateways[0].links", /^needs 2 to 12 links \(the failover variants of 13 exceed the budget of 25000 rules\)$/],
+  ["link names too long for a tar name", (s) => (gw(s).links = links(s, 6, (i) => longName(i))), "gateways[0].links",
+    /variants\/axxxxxxxxxxxxxx\+.*\.rules would be 110 bytes, over the 100-byte limit of a tar entry name: shorten them to at most 85 characters/],
   ["link name uppercase", (s) => (link(s, 0).name = "ISP1"), "gateways[0].links[0].name", /a-z/],
   ["duplicate link name", (s) => (link(s, 1).name = "isp1"), "gateways[0].links[1].name", /duplicate link name/],
   ["link interface with space", (s) => (link(s, 0).interface = "wan 1"), "gateways[0].links[0].interface", /interface name/],
@@ -119,6 +151,40 @@ describe("config schema rejects bad input, naming the field", () => {
     const site = validSite();
     link(site, 0).weight = 0;
     expect(() => parseSite(site)).toThrow(/invalid multiwan config \(1 problem\):\n  gateways\[0\]\.links\[0\]\.weight: /);
+  });
+});
+
+describe("the root path check", () => {
+  it("takes linear time on input that made the old pattern backtrack exponentially", () => {
+    // The old `^\/([A-Za-z0-9._-]+\/?)*$` took 72 s on 31 characters, doubling per character.
+    const adversarial = [31, 100_000].flatMap((n) => [`/${"a".repeat(n)}!`, `/${"a/".repeat(n)}/`, `/${"-".repeat(n)}\n`]);
+    const started = performance.now();
+    for (const root of adversarial) {
+      expect(ROOT_PATTERN.test(root)).toBe(false);
+      expect(new Set(problemsOf((s) => (gw(s).root = root)).map((p) => p.path))).toEqual(new Set(["gateways[0].root"]));
+    }
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  it("accepts what the old pattern accepted", () => {
+    for (const root of ["/", "/srv", "/srv/", "/srv/gw1.d/a_b-c", "/srv/gw1/"]) expect(gateway((s) => (gw(s).root = root)).root).toBe(root);
+  });
+});
+
+describe("the link and file-name budgets", () => {
+  it(`accepts ${MAX_LINKS} links of weight 1, the most the rule budget holds`, () => {
+    expect(MAX_LINKS).toBe(12);
+    expect(gateway((s) => (gw(s).links = links(s, 12).map((l) => ({ ...l, weight: 1 })))).links).toHaveLength(12);
+  });
+
+  it("accepts link names that just fit, and their bundle goes into a tar", () => {
+    // 5 × 15 + 5 + 5 "+" = 85 characters: `variants/<all>.rules` is exactly 100 bytes.
+    const names = (i: number) => longName(i, i < 5 ? 15 : 5);
+    const g = gateway((s) => (gw(s).links = links(s, 6, names)));
+    expect(g.links.map((l) => l.name).join("+")).toHaveLength(MAX_LINK_NAMES_LENGTH);
+    expect(() => tarFiles(renderBundle(planGateway(g)))).not.toThrow();
+    const over = (i: number) => longName(i, i < 5 ? 15 : 6);
+    expect(problemsOf((s) => (gw(s).links = links(s, 6, over))).map((p) => p.path)).toEqual(["gateways[0].links"]);
   });
 });
 

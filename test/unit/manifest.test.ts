@@ -55,6 +55,11 @@ describe("manifest.json", () => {
         { table: "mangle", chain: "OUTPUT", target: "MWAN-OUT" },
         { table: "nat", chain: "POSTROUTING", target: "MWAN-POST" },
       ],
+      sysctls: [
+        { key: "net.ipv4.ip_forward", value: "1" },
+        { key: "net.ipv4.conf.all.src_valid_mark", value: "1" },
+      ],
+      health: { interval: 0.5 },
     });
     expect(readManifest(files)).toEqual(manifest);
   });
@@ -67,6 +72,7 @@ describe("manifest.json", () => {
     expect(files["rt_tables"]).toContain(manifest.links.map((l) => `${l.table}\t${l.tableName}\n`).join(""));
     expect(Object.keys(files).filter((f) => f.startsWith("variants/")).sort()).toEqual(manifest.variants.map((v) => `variants/${v}.rules`).sort());
     expect(files["iptables.hooks"]).toBe(manifest.hooks.map((h) => `${h.table}\t-A ${h.chain} -j ${h.target}\n`).join(""));
+    expect(files["sysctl.conf"]).toContain(manifest.sysctls.map((s) => `${s.key} = ${s.value}\n`).join(""));
   });
 
   it("readers refuse a bundle without one, or of a format they do not know", () => {
@@ -76,6 +82,10 @@ describe("manifest.json", () => {
     expect(() => readManifest({ ...files, "manifest.json": "{" })).toThrow(/not JSON/);
     const badTable = { ...manifest, links: [{ ...manifest.links[0], table: "101; reboot" }] };
     expect(() => readManifest({ ...files, "manifest.json": JSON.stringify(badTable) })).toThrow(/invalid manifest.json: links isp1/);
+    const { sysctls: _s, ...noSysctls } = manifest;
+    expect(() => readManifest({ ...files, "manifest.json": JSON.stringify(noSysctls) })).toThrow(/lacks sysctls or health \(an older multiwan pushed it\): push it again/);
+    const badKey = { ...manifest, sysctls: [{ key: "net.ipv4.ip_forward; reboot", value: "1" }] };
+    expect(() => readManifest({ ...files, "manifest.json": JSON.stringify(badKey) })).toThrow(/invalid manifest.json: sysctls/);
   });
 });
 

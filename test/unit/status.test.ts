@@ -9,7 +9,7 @@ import { utils } from "ssh2";
 import { afterAll, describe, expect, it } from "vitest";
 import { planGateway } from "../../components/plan";
 import { renderBundle, type Bundle } from "../../components/render";
-import { gatewayStatus, parseStatus, statusCommand, statusLinks, type GatewayStatus } from "../../components/status";
+import { gatewayStatus, parseStatus, staleAfterMs, statusCommand, statusLinks, type GatewayStatus } from "../../components/status";
 import { age, statusExitCode, statusTable, type StatusRow } from "../../cli/status";
 import { gateway } from "./fixtures";
 
@@ -36,6 +36,18 @@ const STATE = {
   ],
 };
 
+/** Status command output: a running daemon with STATE, written 1 s before the gateway's clock, sysctls as needed. */
+function probeOutput(o: { daemon?: string; state?: object | null; clock?: number | string; sysctl?: string[] } = {}): string {
+  const state = o.state === undefined ? STATE : o.state;
+  return [
+    "@@multiwan@@ daemon", o.daemon ?? "active",
+    "@@multiwan@@ state", ...(state ? [JSON.stringify(state)] : []),
+    "@@multiwan@@ clock", String(o.clock ?? STATE.updated + 1000),
+    "@@multiwan@@ sysctl", ...(o.sysctl ?? ["net.ipv4.ip_forward = 1", "net.ipv4.conf.all.src_valid_mark = 1"]),
+    "@@multiwan@@ conntrack", "unavailable",
+  ].join("\n");
+}
+
 const CONNTRACK = [
   "tcp      6 431999 ESTABLISHED src=198.18.1.10 dst=192.0.2.10 sport=40000 dport=80 src=192.0.2.10 dst=203.0.113.2 sport=80 dport=40000 [ASSURED] mark=256 use=1",
   "tcp      6 431999 ESTABLISHED src=198.18.1.11 dst=192.0.2.10 sport=40001 dport=80 src=192.0.2.10 dst=203.0.113.2 sport=80 dport=40001 [ASSURED] mark=257 use=1",
@@ -46,13 +58,16 @@ const CONNTRACK = [
   "tcp      6 7200 ESTABLISHED src=198.18.200.1 dst=198.18.200.2 sport=50000 dport=22 src=198.18.200.2 dst=198.18.200.1 sport=22 dport=50000 [ASSURED] mark=0 use=1",
 ].join("\n");
 
-/** Run the remote command with a local shell: `root` holds the daemon's files, `conntrack` is faked. */
+/** Run the remote command with a local shell: `root` holds the daemon's files, `conntrack` and `sysctl` are faked. */
 function runLocally(root: string, conntrack: string | null): string {
   const bin = join(scratch, `bin-${conntrack === null ? "none" : "fake"}`);
   mkdirSync(bin, { recursive: true });
   if (conntrack !== null) {
     writeFileSync(join(bin, "conntrack"), `#!/bin/sh\n[ "$1" = -L ] || exit 1\ncat <<'EOF'\n${conntrack}\nEOF\necho 'conntrack v1.4.7 (conntrack-tools): 7 flow entries have been shown.' >&2\n`);
     chmodSync(join(bin, "conntrack"), 0o755);
+    // What a gateway prints for the keys asked, all set as the rules need.
+    writeFileSync(join(bin, "sysctl"), `#!/bin/sh\nfor k in "$@"; do echo "$k = 1"; done\n`);
+    chmodSync(join(bin, "sysctl"), 0o755);
   }
   // Without conntrack on PATH: only the basics a shell needs.
   const path = conntrack === null ? `${bin}:/usr/bin:/bin` : `${bin}:${process.env.PATH}`;
@@ -83,6 +98,8 @@ describe("status command and parsing", () => {
       ],
       total: 4,
       other: 1,
+      stateAgeMs: expect.any(Number), // the gateway's clock (here: this machine's) against the state's stamp
+      problems: [],
     } satisfies GatewayStatus);
   });
 
@@ -99,10 +116,48 @@ describe("status command and parsing", () => {
   });
 
   it("parses a running daemon and the systemd answer", () => {
-    const out = (daemon: string) => `@@multiwan@@ daemon\n${daemon}\n@@multiwan@@ state\n@@multiwan@@ conntrack\n`;
-    expect(parseStatus(out("active"), files).daemon).toBe("running");
-    expect(parseStatus(out("failed"), files).daemon).toBe("stopped");
+    expect(parseStatus(probeOutput(), files).daemon).toBe("running");
+    expect(parseStatus(probeOutput({ daemon: "failed" }), files).daemon).toBe("stopped");
     expect(parseStatus("", files).daemon).toBe("unknown");
+  });
+
+  it("reads the sysctls the rules need from the manifest and names each one that is off, with its effect", () => {
+    expect(statusCommand({ files })).toContain("sysctl net.ipv4.ip_forward net.ipv4.conf.all.src_valid_mark");
+    const status = parseStatus(probeOutput({ sysctl: ["net.ipv4.ip_forward = 0"] }), files);
+    expect(status.problems).toEqual([
+      "net.ipv4.ip_forward is 0 (the rules need 1): the LAN is offline (the gateway forwards nothing)",
+      "net.ipv4.conf.all.src_valid_mark could not be read (the rules need 1): rp_filter checks replies without their mark and may drop every reply on a non-default link",
+    ]);
+    const row = { gateway: "gw1", ...status };
+    expect(statusExitCode([row])).toBe(2);
+    expect(statusTable([row])).toContain("\n  gw1: net.ipv4.ip_forward is 0 (the rules need 1): the LAN is offline");
+  });
+
+  it("calls a running daemon stale when its state is older than a few rounds on the gateway's clock", () => {
+    const interval = 0.5; // the fixture's default
+    const limit = staleAfterMs(interval);
+    expect(limit).toBe(2500);
+    const at = (ageMs: number) => parseStatus(probeOutput({ clock: STATE.updated + ageMs }), files);
+    expect(at(limit)).toMatchObject({ daemon: "running", stateAgeMs: limit, problems: [], links: [{ status: "up" }, { status: "down" }] });
+    const frozen = at(40_000);
+    expect(frozen).toMatchObject({ daemon: "stale", stateAgeMs: 40_000, links: [{ status: "unknown" }, { status: "unknown" }] });
+    expect(frozen.problems).toEqual(["health daemon stale: state written 40s ago (interval 0.5 s)"]);
+    expect(statusExitCode([{ gateway: "gw1", ...frozen }])).toBe(2);
+    expect(statusTable([{ gateway: "gw1", ...frozen }])).toContain("  gw1: health daemon stale: state written 40s ago (interval 0.5 s)");
+    // Our clock plays no part: this gateway's clock is days behind ours, its state fresh on it.
+    expect(at(1000).problems).toEqual([]);
+    expect(staleAfterMs(0.1)).toBe(2000); // the floor: a slow round is not a frozen daemon
+  });
+
+  it("never calls a running daemon alive when it cannot tell", () => {
+    expect(parseStatus(probeOutput({ clock: "1700000000%3N" }), files)).toMatchObject({
+      daemon: "running",
+      problems: ["cannot tell whether the health daemon is alive: the gateway's clock could not be read"],
+    });
+    expect(parseStatus(probeOutput({ state: null }), files)).toMatchObject({
+      daemon: "stale",
+      problems: ["health daemon stale: it runs but has written no state (interval 0.5 s)"],
+    });
   });
 
   it("counts connections by the manifest's mark mask", () => {
@@ -114,7 +169,8 @@ describe("status command and parsing", () => {
   it("puts nothing but the manifest's checked paths into the command", () => {
     expect(statusCommand({ files })).toContain("cat /run/multiwan/state.json");
     expect(statusCommand({ files: bundleAt("/srv/gw1/") })).toContain("cat /srv/gw1/run/multiwan/state.json");
-    for (const root of ["/x; reboot", "relative", "/a/../etc", "/$(id)", "/a b"]) {
+    // The last one made the former root pattern backtrack for hours.
+    for (const root of ["/x; reboot", "relative", "/a/../etc", "/$(id)", "/a b", `/${"a".repeat(40)}!`]) {
       expect(() => statusCommand({ files: withManifest((m) => (m.root = root)) }), root).toThrow(/invalid manifest.json: root/);
       expect(() => statusCommand({ files: withManifest((m) => (m.paths.stateFile = root)) }), root).toThrow(/invalid manifest.json: paths.stateFile/);
     }
@@ -162,13 +218,15 @@ const healthy: StatusRow = {
   links: [up("isp1", 300, 0.75), up("isp2", 100, 0.25, T0 - 3 * 3600_000 - 60_000)],
   total: 400,
   other: 2,
+  stateAgeMs: 1000,
+  problems: [],
 };
 
 describe("status table and exit codes", () => {
   const now = new Date(T0 + 300_000);
 
   it("one line per link, an unreachable gateway as one line, and a note per gateway", () => {
-    const away: StatusRow = { stack: "site2", gateway: "gw9", reachable: false, error: "198.51.100.9:22: connect ETIMEDOUT", daemon: "unknown", updated: null, links: [], total: 0, other: 0 };
+    const away: StatusRow = { stack: "site2", gateway: "gw9", reachable: false, error: "198.51.100.9:22: connect ETIMEDOUT", daemon: "unknown", updated: null, stateAgeMs: null, links: [], total: 0, other: 0, problems: [] };
     expect(statusTable([healthy, away], now)).toBe(
       [
         "STACK  GATEWAY  LINK  STATE        SINCE                        CONNS  SHARE",
@@ -196,6 +254,7 @@ describe("status table and exit codes", () => {
     expect(statusExitCode([])).toBe(0);
     expect(statusExitCode([healthy, down])).toBe(2);
     expect(statusExitCode([{ ...healthy, daemon: "stopped" }])).toBe(2);
+    expect(statusExitCode([{ ...healthy, problems: ["net.ipv4.ip_forward is 0 (the rules need 1): the LAN is offline"] }])).toBe(2);
     expect(statusExitCode([{ ...healthy, links: [{ ...healthy.links[0], status: "unknown" }] }])).toBe(2);
     expect(statusExitCode([down, { ...healthy, reachable: false, error: "x" }])).toBe(1);
   });
