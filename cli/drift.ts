@@ -7,8 +7,8 @@ import type { GatewayProbe } from "../components/probe-protocol";
 import { GATEWAY_TYPE } from "../components/gateway";
 import { planGateway } from "../components/plan";
 import { probeGateway } from "../components/probe";
-import type { PushOutputs } from "../components/push";
-import type { SshTarget } from "../components/remote";
+import { sshTarget, type PushOutputs } from "../components/push";
+import { sshConnection, type SshTarget } from "../components/remote";
 import { renderBundle } from "../components/render";
 import { loadSiteFile } from "../components/site-file";
 import { mapLimit } from "./pool";
@@ -54,20 +54,27 @@ export async function stackTargets(stack: string, cwd: string): Promise<DriftTar
   return pushedGateways(await (await workspace(cwd)).exportStack(stack)).map((o) => ({
     stack,
     gateway: o.gateway,
-    target: { ...o.target, privateKey: plain(o.privateKey) },
+    target: sshTarget({ target: o.target, privateKey: plain(o.privateKey), passphrase: plain(o.passphrase) }),
     probe: { files: o.files, installDir: o.installDir, root: o.root },
   }));
 }
 
-/** The gateways of a site file, as `render` would produce them, reached with the key in `keyFile`. */
-export function fileTargets(configFile: string, keyFile: string): DriftTarget[] {
-  const privateKey = readFileSync(keyFile, "utf8");
-  return loadSiteFile(configFile).gateways.map((gw) => {
+/**
+ * The gateways of a site file, as `render` would produce them, reached with the key in `keyFile`
+ * (optional for gateways with `connection.agent`) and its passphrase, if it has one.
+ */
+export function fileTargets(configFile: string, keyFile?: string, passphrase?: string): DriftTarget[] {
+  const privateKey = keyFile === undefined ? undefined : readFileSync(keyFile, "utf8");
+  const gateways = loadSiteFile(configFile).gateways;
+  const keyless = gateways.filter((gw) => !gw.connection.agent).map((gw) => gw.name);
+  if (!privateKey && keyless.length) {
+    throw new Error(`--config needs --key FILE (the SSH private key), or connection.agent: true on ${keyless.join(", ")}`);
+  }
+  return gateways.map((gw) => {
     const plan = planGateway(gw);
-    const c = gw.connection;
     return {
       gateway: gw.name,
-      target: { host: c.host, port: c.port, user: c.user, privateKey, ...(c.insecureSkipHostKeyCheck ? {} : { hostKey: c.hostKey }) },
+      target: { ...sshConnection(gw.connection), privateKey, passphrase },
       probe: { files: renderBundle(plan), installDir: plan.installDir, root: plan.root },
     };
   });

@@ -1,6 +1,7 @@
 // Which gateways a command reaches: stacks of the project (their state says what was pushed), or a
 // site file with a key file (what `render` would push). Shared by `drift` and `status`.
 import type { Command } from "commander";
+import { readFileSync } from "node:fs";
 import { fileTargets, stackTargets, type DriftTarget } from "./drift";
 import { selectedStack, stackNames } from "./workspace";
 
@@ -10,6 +11,7 @@ export interface TargetOptions {
   cwd: string;
   config?: string;
   key?: string;
+  passphraseFile?: string;
   gateway?: string;
   json?: boolean;
   parallel: string;
@@ -31,13 +33,18 @@ async function stacksOf(opts: TargetOptions): Promise<string[]> {
   return [selected];
 }
 
+/** The --key's passphrase: from --passphrase-file (its first line), else MULTIWAN_SSH_PASSPHRASE. */
+function keyPassphrase(opts: TargetOptions): string | undefined {
+  if (opts.passphraseFile) return readFileSync(opts.passphraseFile, "utf8").split(/\r?\n/)[0];
+  return process.env.MULTIWAN_SSH_PASSPHRASE || undefined;
+}
+
 /** The gateways the options name (stacks' state, or a site file). */
 export async function resolveTargets(opts: TargetOptions): Promise<Targets> {
   let targets: DriftTarget[];
   const notDeployed: string[] = [];
   if (opts.config) {
-    if (!opts.key) throw new Error("--config needs --key FILE (the SSH private key)");
-    targets = fileTargets(opts.config, opts.key);
+    targets = fileTargets(opts.config, opts.key, keyPassphrase(opts));
   } else {
     const stacks = await stacksOf(opts);
     const perStack = await Promise.all(stacks.map((s) => stackTargets(s, opts.cwd)));
@@ -75,7 +82,8 @@ export function withTargetOptions(cmd: Command): Command {
     .option("--all", "every stack of the project")
     .option("--cwd <dir>", "the Pulumi project directory", ".")
     .option("--config <file>", "instead of stacks: a site file (what `render` would push)")
-    .option("--key <file>", "with --config: the SSH private key file")
+    .option("--key <file>", "with --config: the SSH private key file (not needed with connection.agent: the ssh-agent at SSH_AUTH_SOCK)")
+    .option("--passphrase-file <file>", "with --key: a file whose first line is the key's passphrase (or set MULTIWAN_SSH_PASSPHRASE)")
     .option("--gateway <name>", "only this gateway")
     .option("--json", "machine-readable output")
     .option("--parallel <n>", "SSH sessions at once", "20");

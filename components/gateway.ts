@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, parseConnection, parseGateway, type Connection, type GatewayInput } from "./config";
 import { planGateway } from "./plan";
 import { gatewayPush, type PushKind } from "./push";
+import { sshConnection } from "./remote";
 import { bundleFingerprint, renderBundle } from "./render";
 
 export const GATEWAY_TYPE = "multiwan:index:Gateway";
@@ -16,8 +17,10 @@ export type GatewayConfigInput = Omit<GatewayInput, "connection"> & {
 export interface GatewayArgs {
   /** One gateway, as in `multiwan:site`'s `gateways[]`: validated by the constructor. */
   config: GatewayConfigInput;
-  /** The SSH private key: keep it a secret (`multiwan:sshPrivateKey`). */
-  privateKey: pulumi.Input<string>;
+  /** The SSH private key, a secret (`multiwan:sshPrivateKey`); optional with `connection.agent`. */
+  privateKey?: pulumi.Input<string>;
+  /** The private key's passphrase, if it has one: a secret (`multiwan:sshPrivateKeyPassphrase`). */
+  passphrase?: pulumi.Input<string>;
 }
 
 export interface LinkInfo {
@@ -27,6 +30,12 @@ export interface LinkInfo {
 
 /** Stands in for connection values not known yet, so the rest is checked and planned now. */
 const PENDING_CONNECTION = { host: "pending", insecureSkipHostKeyCheck: true };
+
+/** No output or promise anywhere inside (a bastion's host key may come from another resource). */
+function isKnown(v: unknown): boolean {
+  if (pulumi.Output.isInstance(v) || v instanceof Promise) return false;
+  return !v || typeof v !== "object" || Object.values(v).every(isKnown);
+}
 
 export class Gateway extends pulumi.ComponentResource {
   /** SHA-256 over every file of the bundle: changes whenever anything pushed changes. */
@@ -44,7 +53,7 @@ export class Gateway extends pulumi.ComponentResource {
       throw e;
     };
     const { connection, ...rest } = args.config ?? ({} as GatewayConfigInput);
-    const known = connection !== undefined && Object.values(connection).every((v) => !pulumi.Output.isInstance(v) && !(v instanceof Promise));
+    const known = connection !== undefined && isKnown(connection);
     let gw;
     try {
       gw = parseGateway({ ...rest, connection: known ? connection : PENDING_CONNECTION });
@@ -66,13 +75,9 @@ export class Gateway extends pulumi.ComponentResource {
       `${name}-push`,
       {
         gateway: gw!.name,
-        target: resolved.apply((c) => ({
-          host: c.host,
-          port: c.port,
-          user: c.user,
-          ...(c.insecureSkipHostKeyCheck ? {} : { hostKey: c.hostKey }),
-        })),
-        privateKey: pulumi.secret(args.privateKey),
+        target: resolved.apply(sshConnection),
+        ...(args.privateKey === undefined ? {} : { privateKey: pulumi.secret(args.privateKey) }),
+        ...(args.passphrase === undefined ? {} : { passphrase: pulumi.secret(args.passphrase) }),
         installDir: plan.installDir,
         root: plan.root,
         rollbackAfter: resolved.apply((c) => c.rollbackAfter),

@@ -5,7 +5,9 @@ import { Gateway } from "./gateway";
 
 /**
  * Reads `multiwan:site` (the site object), `multiwan:defaults` (optional `balance`/`health` shared
- * by every site, usually in Pulumi.yaml) and the secret `multiwan:sshPrivateKey`.
+ * by every site, usually in Pulumi.yaml), the secret `multiwan:sshPrivateKey` (optional when every
+ * gateway uses the ssh-agent: `connection.agent`) and the optional secret
+ * `multiwan:sshPrivateKeyPassphrase`.
  */
 export function siteProgram() {
   const config = new pulumi.Config("multiwan");
@@ -19,8 +21,16 @@ export function siteProgram() {
     if (e instanceof ConfigError) throw new pulumi.RunError(`multiwan:site: ${e.message}`);
     throw e;
   }
-  const privateKey = config.requireSecret("sshPrivateKey");
-  const gateways = site.gateways.map((gw) => new Gateway(gw.name, { config: gw, privateKey }));
+  const privateKey = config.getSecret("sshPrivateKey");
+  const passphrase = config.getSecret("sshPrivateKeyPassphrase");
+  const keyless = site.gateways.filter((gw) => !gw.connection.agent).map((gw) => gw.name);
+  if (privateKey === undefined && keyless.length) {
+    throw new pulumi.RunError(
+      `multiwan:sshPrivateKey: missing; set it with \`pulumi config set --secret multiwan:sshPrivateKey < KEYFILE\`, ` +
+        `or use the ssh-agent (connection.agent: true) on ${keyless.join(", ")}`,
+    );
+  }
+  const gateways = site.gateways.map((gw) => new Gateway(gw.name, { config: gw, privateKey, passphrase }));
   return Object.fromEntries(
     gateways.map((g, i) => [site.gateways[i].name, { fingerprint: g.fingerprint, links: g.links, applied: g.applied }]),
   );

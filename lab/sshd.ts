@@ -1,9 +1,9 @@
 // A real OpenSSH sshd serving one network namespace, as a gateway's would: commands arriving
-// through it run inside that namespace. Everything it uses (config, host key, authorized_keys,
+// through it run inside that namespace. Everything it uses (config, host keys, authorized_keys,
 // pid file) lives in a scratch directory; stop() kills only the process started here, by PID.
 import { execFile, spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -14,8 +14,10 @@ export interface Sshd {
   host: string;
   port: number;
   user: string;
-  /** The server's public host key, "ssh-ed25519 AAAA…" (authorized_keys form, no comment). */
+  /** The server's first public host key, "ssh-ed25519 AAAA…" (authorized_keys form, no comment). */
   hostKey: string;
+  /** Every host key the server holds, by type (as `hostKeyTypes` named them). */
+  hostKeys: Partial<Record<HostKeyType, string>>;
   /** OpenSSH-format ed25519 private key that the server accepts for `user`. */
   privateKey: string;
   /** Scratch directory (also holds client_ed25519 for the ssh command line client). */
@@ -26,8 +28,11 @@ export interface Sshd {
   stop(): Promise<void>;
 }
 
-async function keygen(file: string, comment: string): Promise<void> {
-  await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file], { timeout: 10_000 });
+export type HostKeyType = "ed25519" | "rsa" | "ecdsa";
+
+async function keygen(file: string, comment: string, type: HostKeyType = "ed25519"): Promise<void> {
+  const size = type === "rsa" ? ["-b", "2048"] : [];
+  await run("ssh-keygen", ["-q", "-t", type, ...size, "-N", "", "-C", comment, "-f", file], { timeout: 10_000 });
 }
 
 export interface ClientKey {
@@ -49,30 +54,37 @@ export async function startSshd(opts: {
   netns: string;
   address: string;
   port?: number;
+  /** The account that logs in; another than root must exist and be able to enter `parent`. */
   user?: string;
   startTimeoutMs?: number;
   /** A client key to authorize (e.g. one key for every gateway of a stack); default: a new one. */
   client?: ClientKey;
+  /** More authorized_keys lines (e.g. a passphrase-protected key). */
+  authorize?: string[];
+  /** Host keys, in this order; default ed25519 only. */
+  hostKeyTypes?: HostKeyType[];
   /** Where the scratch directory goes; default the system's temp directory. */
   parent?: string;
   /** Outlive this process (the built-in lab); whoever deletes the namespace ends it. */
   detach?: boolean;
 }): Promise<Sshd> {
-  const { netns, address, port = 22, user = "root", startTimeoutMs = 10_000 } = opts;
+  const { netns, address, port = 22, user = "root", startTimeoutMs = 10_000, hostKeyTypes = ["ed25519"] } = opts;
   if (!/^mw[tl]-/.test(netns)) throw new Error(`refusing namespace ${netns}: not one of ours`);
   const dir = await mkdtemp(join(opts.parent ?? tmpdir(), "mwt-eng-sshd-"));
   try {
-    await keygen(join(dir, "host_ed25519"), "");
+    for (const type of hostKeyTypes) await keygen(join(dir, `host_${type}`), "", type);
     const client = opts.client ?? (await clientKey(dir));
     await writeFile(join(dir, "client_ed25519"), client.privateKey, { mode: 0o600 });
     await writeFile(join(dir, "client_ed25519.pub"), client.publicKey);
-    const clientPub = client.publicKey;
-    await writeFile(join(dir, "authorized_keys"), clientPub, { mode: 0o600 });
+    const authorized = [client.publicKey, ...(opts.authorize ?? [])].map((l) => `${l.trim()}\n`).join("");
+    // sshd reads authorized_keys as the user: another than root needs to get at it.
+    await writeFile(join(dir, "authorized_keys"), authorized, { mode: user === "root" ? 0o600 : 0o644 });
+    if (user !== "root") await chmod(dir, 0o711);
     // Privilege separation directory; shared with the host's sshd, so only ever created.
     await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
     const config = [
       `ListenAddress ${address}:${port}`,
-      `HostKey ${join(dir, "host_ed25519")}`,
+      ...hostKeyTypes.map((type) => `HostKey ${join(dir, `host_${type}`)}`),
       `PidFile ${join(dir, "sshd.pid")}`,
       `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
       "PermitRootLogin prohibit-password",
@@ -120,13 +132,18 @@ export async function startSshd(opts: {
       throw e;
     });
 
-    const [type, blob] = (await readFile(join(dir, "host_ed25519.pub"), "utf8")).trim().split(/\s+/);
+    const hostKeys: Partial<Record<HostKeyType, string>> = {};
+    for (const type of hostKeyTypes) {
+      const [name, blob] = (await readFile(join(dir, `host_${type}.pub`), "utf8")).trim().split(/\s+/);
+      hostKeys[type] = `${name} ${blob}`;
+    }
     const pid = child.pid!;
     return {
       host: address,
       port,
       user,
-      hostKey: `${type} ${blob}`,
+      hostKey: hostKeys[hostKeyTypes[0]]!,
+      hostKeys,
       privateKey: client.privateKey,
       dir,
       pid,
