@@ -55,7 +55,7 @@ export async function stackTargets(stack: string, cwd: string): Promise<DriftTar
     stack,
     gateway: o.gateway,
     target: sshTarget({ target: o.target, privateKey: plain(o.privateKey), passphrase: plain(o.passphrase) }),
-    probe: { files: o.files, installDir: o.installDir, root: o.root },
+    probe: { files: o.files },
   }));
 }
 
@@ -71,11 +71,10 @@ export function fileTargets(configFile: string, keyFile?: string, passphrase?: s
     throw new Error(`--config needs --key FILE (the SSH private key), or connection.agent: true on ${keyless.join(", ")}`);
   }
   return gateways.map((gw) => {
-    const plan = planGateway(gw);
     return {
       gateway: gw.name,
       target: { ...sshConnection(gw.connection), privateKey, passphrase },
-      probe: { files: renderBundle(plan), installDir: plan.installDir, root: plan.root },
+      probe: { files: renderBundle(planGateway(gw)) },
     };
   });
 }

@@ -51,7 +51,12 @@ export async function resolveTargets(opts: TargetOptions): Promise<Targets> {
     notDeployed.push(...stacks.filter((_, i) => !perStack[i].length));
     targets = perStack.flat();
   }
-  if (opts.gateway) targets = targets.filter((t) => t.gateway === opts.gateway);
+  if (opts.gateway) {
+    const names = [...new Set(targets.map((t) => t.gateway))].sort();
+    // A misspelt name must not read as "nothing wrong" (an empty table, exit 0).
+    if (names.length && !names.includes(opts.gateway)) throw new Error(`no gateway named "${opts.gateway}" (have: ${names.join(", ")})`);
+    targets = targets.filter((t) => t.gateway === opts.gateway);
+  }
   targets.sort((a, b) => `${a.stack ?? ""} ${a.gateway}`.localeCompare(`${b.stack ?? ""} ${b.gateway}`));
   return { targets, notDeployed };
 }

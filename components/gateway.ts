@@ -28,13 +28,23 @@ export interface LinkInfo {
   table: number;
 }
 
-/** Stands in for connection values not known yet, so the rest is checked and planned now. */
-const PENDING_CONNECTION = { host: "pending", insecureSkipHostKeyCheck: true };
-
 /** No output or promise anywhere inside (a bastion's host key may come from another resource). */
 function isKnown(v: unknown): boolean {
   if (pulumi.Output.isInstance(v) || v instanceof Promise) return false;
   return !v || typeof v !== "object" || Object.values(v).every(isKnown);
+}
+
+/**
+ * The connection's known values, for the check and plan made now: an unknown host stands in as
+ * "pending", other unknown values are left to their defaults (an unknown host key: not required
+ * yet). Everything is checked again once known.
+ */
+function knownConnection(connection: GatewayConfigInput["connection"] | undefined): Record<string, unknown> | undefined {
+  if (!connection || typeof connection !== "object") return connection;
+  const known = Object.fromEntries(Object.entries(connection).filter(([, v]) => isKnown(v)));
+  if (!isKnown(connection.host)) known.host = "pending";
+  if (!isKnown(connection.hostKey)) known.insecureSkipHostKeyCheck = true;
+  return known;
 }
 
 export class Gateway extends pulumi.ComponentResource {
@@ -52,11 +62,13 @@ export class Gateway extends pulumi.ComponentResource {
       if (e instanceof ConfigError) throw new pulumi.ResourceError(`${name}: ${e.message}`, this, true);
       throw e;
     };
+    if (pulumi.Output.isInstance(args.config) || args.config instanceof Promise) {
+      throw new pulumi.ResourceError(`${name}: config must be a plain object: only values under config.connection may come from other resources`, this, true);
+    }
     const { connection, ...rest } = args.config ?? ({} as GatewayConfigInput);
-    const known = connection !== undefined && isKnown(connection);
     let gw;
     try {
-      gw = parseGateway({ ...rest, connection: known ? connection : PENDING_CONNECTION });
+      gw = parseGateway({ ...rest, connection: knownConnection(connection) });
     } catch (e) {
       fail(e);
     }

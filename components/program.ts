@@ -30,6 +30,7 @@ export function siteProgram() {
         `or use the ssh-agent (connection.agent: true) on ${keyless.join(", ")}`,
     );
   }
+  // A resolved gateway is itself a valid config (defaults filled in, marks and tables explicit).
   const gateways = site.gateways.map((gw) => new Gateway(gw.name, { config: gw, privateKey, passphrase }));
   return Object.fromEntries(
     gateways.map((g, i) => [site.gateways[i].name, { fingerprint: g.fingerprint, links: g.links, applied: g.applied }]),

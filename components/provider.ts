@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Gateway, GATEWAY_TYPE, type GatewayArgs } from "./gateway";
 import { PACKAGE_ROOT } from "./package-root";
-import { pushProvider, PUSH_TYPE } from "./push";
+import { pushProvider, PUSH_SECRETS, PUSH_TYPE } from "./push";
 
 const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
 
@@ -25,9 +25,10 @@ export const SCHEMA = {
       description: "One gateway: its bundle planned, rendered and pushed over SSH with confirm-or-rollback.",
       inputProperties: {
         config: any("one gateway as in `multiwan:site`'s `gateways[]` (see docs/configuration.md)"),
-        privateKey: { type: "string", secret: true, description: "the SSH private key" },
+        privateKey: { type: "string", secret: true, description: "the SSH private key (omit with `connection.agent: true`)" },
+        passphrase: { type: "string", secret: true, description: "the private key's passphrase, if it has one" },
       },
-      requiredInputs: ["config", "privateKey"],
+      requiredInputs: ["config"],
       properties: {
         fingerprint: { type: "string", description: "SHA-256 over every file of the bundle" },
         links: any("each link's mark and routing table"),
@@ -38,7 +39,7 @@ export const SCHEMA = {
   },
 };
 
-// The engine hands this provider secrets (the private key) as marked values, and takes back as
+// The engine hands this provider secrets (the private key, its passphrase) as marked values, and takes back as
 // secret only what is marked: so each result marks the key again, as state must never hold it plain.
 function revealed<T>(v: T): T {
   if (Array.isArray(v)) return v.map(revealed) as T;
@@ -46,10 +47,9 @@ function revealed<T>(v: T): T {
   if (runtime.isRpcSecret(v)) return revealed(runtime.unwrapRpcSecret(v));
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, revealed(x)])) as T;
 }
-const SECRET_KEYS = ["privateKey"];
 function keysHidden<T extends object | undefined>(v: T): T {
   if (!v) return v;
-  const marked = Object.entries(v).map(([k, x]) => [k, SECRET_KEYS.includes(k) && x !== undefined ? { [runtime.specialSigKey]: runtime.specialSecretSig, value: x } : x]);
+  const marked = Object.entries(v).map(([k, x]) => [k, PUSH_SECRETS.includes(k) && x !== undefined ? { [runtime.specialSigKey]: runtime.specialSecretSig, value: x } : x]);
   return Object.fromEntries(marked) as T;
 }
 

@@ -9,9 +9,6 @@ import { daemonSection, parseProbe, parseSysctls, section, sysctlSection, type G
 import { ConnectError, runRemote, type SshTarget } from "./remote";
 import type { Bundle } from "./render";
 
-/** What `status` needs of a gateway: the same as a drift probe (the pushed bundle). */
-export type StatusInputs = GatewayProbe;
-
 export interface LinkStatus {
   name: string;
   /** `unknown`: the daemon has not written a state for this link (never ran, or another bundle), or its state is stale. */
@@ -78,7 +75,7 @@ function markByteOf(manifest: Manifest): (mark: number) => number {
  * counted per mark in one pass of `conntrack -L`: lines `MARK COUNT`. Closed TCP entries
  * (TIME_WAIT, CLOSE) and ICMP (the daemon's own probes, kept 30 s each) are not counted.
  */
-export function statusCommand(p: StatusInputs): string {
+export function statusCommand(p: GatewayProbe): string {
   const m = readManifest(p.files);
   const count =
     `awk '$1 == "icmp" || ($1 == "tcp" && ($4 == "TIME_WAIT" || $4 == "CLOSE")) { next } ` +
@@ -186,7 +183,7 @@ function unreachable(links: { name: string }[], error: string): GatewayStatus {
  * reason. So is one whose pushed bundle has no usable manifest (an older multiwan pushed it):
  * without it nothing can be read, and a status that looked fine would hide that.
  */
-export async function gatewayStatus(target: SshTarget, inputs: StatusInputs): Promise<GatewayStatus> {
+export async function gatewayStatus(target: SshTarget, inputs: GatewayProbe): Promise<GatewayStatus> {
   let links: { name: string }[];
   try {
     links = statusLinks(inputs.files);

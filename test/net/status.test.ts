@@ -4,7 +4,8 @@
 // `since`; forwarding turned off and a frozen daemon are named, never shown as fine.
 import { expect, it } from "vitest";
 import { statusExitCode, statusTable } from "../../cli/status";
-import { parseStatus, staleAfterMs, statusCommand, type GatewayStatus, type StatusInputs } from "../../components/status";
+import { parseStatus, staleAfterMs, statusCommand, type GatewayStatus } from "../../components/status";
+import type { GatewayProbe } from "../../components/probe-protocol";
 import { withLab, type Lab } from "../../lab/lab";
 import { deploy, labSite } from "../../lab/deploy";
 import { healthState } from "../../lab/failover";
@@ -13,7 +14,7 @@ import { describeAsRoot } from "../helpers/root";
 
 const FAST = { interval: 0.1, timeout: 0.25, down: 3, up: 10 };
 
-async function statusOf(lab: Lab, inputs: StatusInputs): Promise<GatewayStatus> {
+async function statusOf(lab: Lab, inputs: GatewayProbe): Promise<GatewayStatus> {
   return parseStatus((await lab.sh(lab.ns.gw, statusCommand(inputs), { check: true, timeoutMs: 5000 })).stdout, inputs.files);
 }
 

@@ -68,6 +68,13 @@ describe("multiwan render", () => {
     const r = multiwan("validate", "--config", join(scratch, "broken.yaml"));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("not valid YAML");
+    // drift/status with a misspelt gateway: an error, never an empty all-clear (nothing is contacted).
+    writeFileSync(join(scratch, "key"), "not a key");
+    for (const cmd of ["drift", "status"]) {
+      const typo = multiwan(cmd, "--config", EXAMPLE, "--key", join(scratch, "key"), "--gateway", "gw9");
+      expect(typo.code).toBe(1);
+      expect(typo.stderr).toContain('no gateway named "gw9" (have: gw1)');
+    }
   });
 
   it("has --help on each command and exits 1 on a missing option", () => {

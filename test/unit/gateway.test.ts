@@ -81,6 +81,13 @@ describe("Gateway component", () => {
     expect(push.inputs.files).toEqual(renderBundle(planGateway(config)));
   });
 
+  it("checks known connection values now, even while another one is still unknown", () => {
+    const raw = validSite().gateways[0];
+    const config = { ...raw, connection: { ...raw.connection, host: pulumi.output("198.51.100.77"), port: 0 } };
+    expect(() => new Gateway("site-bad3", { config, privateKey: "k" })).toThrow(/config\.connection\.port: Too small/);
+    expect(() => new Gateway("site-bad4", { config: pulumi.output(raw) as never, privateKey: "k" })).toThrow(/config must be a plain object/);
+  });
+
   it("is served to other languages with the push as the provider's own resource", async () => {
     const raw = validSite().gateways[0];
     const { urn } = await multiwanProvider.construct!("site-gw5", "multiwan:index:Gateway", { config: raw, privateKey: "k" }, {});
