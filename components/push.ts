@@ -7,18 +7,23 @@
 //
 // Safe apply, like iptables-apply: one connection stages the bundle and runs `apply.sh` with a
 // rollback armed on the gateway; a second, fresh connection confirms. If the new rules cut the
-// management path, the confirmation cannot arrive and the gateway rolls itself back.
+// management path, the confirmation cannot arrive and the gateway rolls itself back. apply.sh runs
+// detached on the gateway, so a session lost mid-apply decides nothing there: the push then says the
+// outcome is pending (the watchdog's to settle), and "the previous state is kept" only when
+// apply.sh itself answered `rejected`.
 import * as pulumi from "@pulumi/pulumi";
-import { parseApplyResult } from "./apply-result";
+import { parseApplyResult, RESULT_TAG } from "./apply-result";
 import { LAYOUT, under } from "./layout";
 import { probeGateway } from "./probe";
-import { ConnectError, runRemote, type SshTarget } from "./remote";
+import { ConnectError, runRemote, type SshConnection, type SshTarget } from "./remote";
 import { tarFiles } from "./tar";
 
 export interface PushInputs {
   gateway: string;
-  target: Omit<SshTarget, "privateKey">;
-  privateKey: string;
+  target: SshConnection;
+  /** Secrets (PUSH_SECRETS): absent when the ssh-agent authenticates / the key has no passphrase. */
+  privateKey?: string;
+  passphrase?: string;
   /** `<root>/etc/multiwan`: where apply.sh installs the bundle. */
   installDir: string;
   root: string;
@@ -34,36 +39,58 @@ export interface PushOutputs extends PushInputs {
   drift: string[];
 }
 
-/** Stage under the install root (root-only, not a world-writable directory), unpack, apply. */
+/** The inputs that must never be in state in plain text. */
+export const PUSH_SECRETS = ["privateKey", "passphrase"];
+
+/** Where and how to reach the gateway, with the secrets. */
+export function sshTarget(p: Pick<PushInputs, "target" | "privateKey" | "passphrase">): SshTarget {
+  return { ...p.target, privateKey: p.privateKey, passphrase: p.passphrase };
+}
+
+/**
+ * Stage under the install root (root-only, not a world-writable directory), unpack, apply. apply.sh
+ * runs detached from this session and removes the staged copy when it ends; a bundle that cannot be
+ * unpacked is refused here, in apply.sh's words, before anything ran.
+ */
 function applyCommand(p: PushInputs): string {
   const stage = under(p.root, LAYOUT.stageDir);
+  const refused = JSON.stringify({ result: "rejected", reason: `cannot unpack the bundle into ${stage} (disk full?); nothing was changed` });
   return [
-    "set -eu",
     "umask 077",
-    `mkdir -p ${stage}`,
-    `dir=$(mktemp -d ${stage}/push.XXXXXX)`,
-    `trap 'rm -rf "$dir"' EXIT`,
-    `tar -x -C "$dir"`,
-    `MULTIWAN_CONFIRM_TIMEOUT=${p.rollbackAfter} sh "$dir/apply.sh"`,
+    `dir=$(mkdir -p ${stage} && mktemp -d ${stage}/push.XXXXXX) && tar -x -C "$dir" || {`,
+    `  [ -z "$dir" ] || rm -rf "$dir"`,
+    `  echo '${RESULT_TAG} ${refused}'`,
+    "  exit 1",
+    "}",
+    `MULTIWAN_CONFIRM_TIMEOUT=${p.rollbackAfter} MULTIWAN_STAGED=1 exec sh "$dir/apply.sh"`,
   ].join("\n");
 }
 
+/** An outcome this push cannot know: the gateway's watchdog decides it. */
+const pending = (p: PushInputs, unless: string) =>
+  `the outcome is pending: unless ${unless}, the gateway rolls back to its previous state within ${p.rollbackAfter} s`;
+
+/** An error's message, for ours (ssh2's words when a session dropped). */
+const said = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
 async function push(p: PushInputs): Promise<PushOutputs> {
-  const target = { ...p.target, privateKey: p.privateKey };
-  const applied = await runRemote(target, applyCommand(p), tarFiles(p.files)).catch((e: Error) => {
-    throw new Error(
-      e instanceof ConnectError && !e.afterReady
-        ? `${p.gateway}: cannot connect, nothing was changed: ${e.message}`
-        : `${p.gateway}: lost the connection while applying (${e.message}); if the new rules were applied, ` +
-            `the gateway rolls back to its previous state within ${p.rollbackAfter} s`,
-    );
+  const target = sshTarget(p);
+  // A session lost after it was open (the client's network, sshd killed, exit status 255, no
+  // result line) says nothing about the gateway: apply.sh runs on there to the end or its rollback.
+  const applied = await runRemote(target, applyCommand(p), tarFiles(p.files)).catch((e: unknown) => {
+    if (e instanceof ConnectError && !e.afterReady) throw new Error(`${p.gateway}: cannot connect, nothing was changed: ${e.message}`);
+    throw new Error(`${p.gateway}: the SSH session was lost during the apply (${said(e)}); ${pending(p, "the apply is confirmed")}`);
   });
-  if (applied.code !== 0) {
-    throw new Error(`${p.gateway}: apply failed, the previous state is kept:\n${applied.stderr.trim()}`);
-  }
   const result = parseApplyResult(applied.stdout);
+  const log = applied.stderr.trim();
+  if (result?.result === "rejected") {
+    throw new Error(`${p.gateway}: apply failed, the previous state is kept: ${result.reason}${log ? `\n${log}` : ""}`);
+  }
   if (result?.result !== "applied" || !result.token) {
-    throw new Error(`${p.gateway}: apply.sh gave no confirmation token:\n${applied.stdout}${applied.stderr}`);
+    throw new Error(
+      `${p.gateway}: apply.sh ended without a result (exit status ${applied.code}): ${pending(p, "the apply is confirmed")}\n` +
+        `${applied.stdout}${applied.stderr}`.trim(),
+    );
   }
   if (result.bundle !== p.fingerprint) {
     // Not confirmed: the gateway rolls back what it applied.
@@ -72,13 +99,23 @@ async function push(p: PushInputs): Promise<PushOutputs> {
         `it rolls back to its previous state within ${p.rollbackAfter} s`,
     );
   }
-  try {
-    const confirmed = await runRemote(target, `sh ${p.installDir}/apply.sh confirm ${result.token}`);
-    if (confirmed.code !== 0) throw new ConnectError(confirmed.stderr.trim());
-  } catch (e) {
+  const confirmed = await runRemote(target, `sh ${p.installDir}/apply.sh confirm ${result.token}`).catch((e: unknown) => {
+    if (e instanceof ConnectError && !e.afterReady) {
+      throw new Error(
+        `${p.gateway}: the new rules were applied, but a fresh SSH connection could not confirm them (${e.message}); ` +
+          `the gateway rolls back to its previous state within ${p.rollbackAfter} s`,
+      );
+    }
+    throw new Error(`${p.gateway}: the new rules were applied, but the session confirming them was lost (${said(e)}); ${pending(p, "the confirmation arrived")}`);
+  });
+  const answer = parseApplyResult(confirmed.stdout);
+  if (answer?.result === "rejected") {
+    throw new Error(`${p.gateway}: the new rules were applied, but a fresh SSH connection could not confirm them (${answer.reason}); they are not kept`);
+  }
+  if (answer?.result !== "confirmed") {
     throw new Error(
-      `${p.gateway}: the new rules were applied, but a fresh SSH connection could not confirm them ` +
-        `(${(e as Error).message}); the gateway rolls back to its previous state within ${p.rollbackAfter} s`,
+      `${p.gateway}: the new rules were applied, but their confirmation got no answer (exit status ${confirmed.code}); ` +
+        `${pending(p, "the confirmation arrived")}\n${confirmed.stderr.trim()}`.trim(),
     );
   }
   return { ...p, applied: `applied (${result.rules} rules)`, drift: [] };
@@ -93,6 +130,7 @@ export const pushProvider: pulumi.dynamic.ResourceProvider<PushInputs, PushOutpu
       olds.fingerprint !== news.fingerprint ||
       JSON.stringify(olds.target) !== JSON.stringify(news.target) ||
       olds.privateKey !== news.privateKey ||
+      olds.passphrase !== news.passphrase ||
       olds.rollbackAfter !== news.rollbackAfter;
     // Drift alone (a refresh saw the gateway differ): push again to repair it. "Unknown" makes the
     // engine diff the old inputs, which carry the drift (see read), against the new ones itself;
@@ -115,14 +153,14 @@ export const pushProvider: pulumi.dynamic.ResourceProvider<PushInputs, PushOutpu
    */
   async read(id, props) {
     const { applied: _a, drift: _d, ...pushed } = props!;
-    const report = await probeGateway({ ...pushed.target, privateKey: pushed.privateKey }, pushed);
+    const report = await probeGateway(sshTarget(pushed), pushed);
     const drift = report.status === "in-sync" ? [] : report.drift.map((d) => `${report.status}: ${d}`);
     const inputs = drift.length ? { ...pushed, drift } : pushed;
     return { id, props: { ...props!, drift }, inputs: inputs as PushOutputs };
   },
   async delete(_id, props) {
     const script = `${props.installDir}/apply.sh`;
-    const r = await runRemote({ ...props.target, privateKey: props.privateKey }, `if [ -f ${script} ]; then sh ${script} remove; fi`);
+    const r = await runRemote(sshTarget(props), `if [ -f ${script} ]; then sh ${script} remove; fi`);
     if (r.code !== 0) throw new Error(`${props.gateway}: remove failed:\n${r.stderr.trim()}`);
   },
 };
@@ -156,6 +194,6 @@ class ProviderPush extends pulumi.CustomResource implements GatewayPush {
 
 export function gatewayPush(name: string, args: GatewayPushArgs, opts: pulumi.CustomResourceOptions, kind: PushKind): GatewayPush {
   const props = { ...args, applied: undefined, drift: undefined };
-  const options = { ...opts, additionalSecretOutputs: ["privateKey"] };
+  const options = { ...opts, additionalSecretOutputs: PUSH_SECRETS };
   return kind === "dynamic" ? new DynamicPush(pushProvider, name, props, options) : new ProviderPush(PUSH_TYPE, name, props, options);
 }
