@@ -7,22 +7,8 @@ import { planGateway } from "../../components/plan";
 import { bundleFingerprint, renderBundle } from "../../components/render";
 import { multiwanProvider } from "../../components/provider";
 import { gateway, validSite } from "./fixtures";
+import { created } from "./mocks";
 
-const created: pulumi.runtime.MockResourceArgs[] = [];
-
-// Mocks must be in place before the first resource is constructed (importing constructs none).
-pulumi.runtime.setMocks(
-    {
-      newResource: (args) => {
-        created.push(args);
-        return { id: `${args.name}-id`, state: { ...args.inputs, applied: "applied (mock)" } };
-      },
-      call: (args) => args.inputs,
-    },
-    "multiwan",
-    "test",
-    false,
-);
 
 const unwrap = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply(resolve));
 const isSecret = (o: pulumi.Output<unknown>) => (o as unknown as { isSecret: Promise<boolean> }).isSecret;

@@ -4,20 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { beforeEach, describe, expect, it } from "vitest";
 import { siteProgram } from "../../components/program";
 import { validSite } from "./fixtures";
+import { created } from "./mocks";
 
-const created: pulumi.runtime.MockResourceArgs[] = [];
-pulumi.runtime.setMocks(
-  {
-    newResource: (args) => {
-      created.push(args);
-      return { id: `${args.name}-id`, state: { ...args.inputs, applied: "applied (mock)" } };
-    },
-    call: (args) => args.inputs,
-  },
-  "multiwan",
-  "test",
-  false,
-);
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d"; // Pulumi's marker of a secret value
 const settle = () => new Promise((r) => setTimeout(r, 50));
