@@ -153,7 +153,7 @@ export const BALANCE_DEFAULTS = {
   inboundSticky: true,
   lastResort: "all" as const,
 };
-export const HEALTH_DEFAULTS = { interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true };
+export const HEALTH_DEFAULTS = { interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true, hookTimeout: 10 };
 
 // Site and gateway sections are partial and merged over these defaults in resolveGateway, so the
 // defaults are only recorded as metadata (for the configuration reference).
@@ -184,6 +184,8 @@ const healthFields = {
     description: "when a link goes down, delete its conntrack entries (only those), so retries are balanced onto live links",
     default: HEALTH_DEFAULTS.flushConntrack,
   }),
+  hookTimeout: z.number().int().min(1).max(300)
+    .meta({ description: "seconds a link hook (`/etc/multiwan-hooks.d/*`) may run before it is killed and the next one runs", default: HEALTH_DEFAULTS.hookTimeout }),
 };
 const balancePartial = z.strictObject(balanceFields).partial();
 const healthPartial = z.strictObject(healthFields).partial();

@@ -6,8 +6,6 @@ import { LAYOUT, UNITS, under, type Layout } from "./layout";
 
 /** Our bits of the packet/conntrack mark: host rules may use the others. */
 export const MARK_MASK = 0xff00;
-/** Seconds a link hook may run before the health daemon kills it and runs the next. */
-export const HOOK_TIMEOUT = 10;
 const hex = (n: number) => `0x${n.toString(16)}`;
 
 /** Rule priorities: suppress (1000), then `from <address>` (1100+i), then `fwmark` (1200+i). */
@@ -98,7 +96,7 @@ export interface Plan {
   ipRules: string[];
   ipRoutes: string[];
   ipUndo: string[];
-  health: Health & { markMask: number; hookTimeout: number };
+  health: Health & { markMask: number };
   sysctls: { key: string; value: string }[];
   /** Balancing with every link up: what iptables.rules carries. */
   balance: Variant;
@@ -255,7 +253,7 @@ export function planGateway(gw: Gateway): Plan {
     ipRules,
     ipRoutes,
     ipUndo,
-    health: { ...gw.health, markMask: MARK_MASK, hookTimeout: HOOK_TIMEOUT },
+    health: { ...gw.health, markMask: MARK_MASK },
     sysctls: [
       { key: "net.ipv4.ip_forward", value: "1" },
       // rp_filter checks a reply against the tables *with* its mark only when this is set;

@@ -3,7 +3,9 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { expect, it } from "vitest";
 import { LAYOUT, under } from "../../components/layout";
-import { HOOK_TIMEOUT } from "../../components/plan";
+import { HEALTH_DEFAULTS } from "../../components/config";
+
+const HOOK_TIMEOUT = HEALTH_DEFAULTS.hookTimeout;
 import { deploy, labSite } from "../../lab/deploy";
 import { isRunning } from "../../lab/exec";
 import { healthState } from "../../lab/failover";

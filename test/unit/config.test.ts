@@ -120,6 +120,7 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
   ["health down 0", (s) => (gw(s).health = { down: 0 }), "gateways[0].health.down", /too small|>=/],
   ["health up 0.5", (s) => (gw(s).health = { up: 0.5 }), "gateways[0].health.up", /expected int/],
   ["health timeout too long", (s) => (gw(s).health = { interval: 0.5, down: 2, timeout: 5 }), "gateways[0].health.timeout", /interval × down/],
+  ["hook timeout 0", (s) => (gw(s).health = { hookTimeout: 0 }), "gateways[0].health.hookTimeout", /too small|>=/],
   ["flushConntrack as text", (s) => (s.health = { flushConntrack: "yes" }), "health.flushConntrack", /expected boolean/],
   ["too many variant rules", (s) => (gw(s).links = Array.from({ length: 12 }, (_, i) => ({ ...link(s, 1), name: `l${i}`, interface: `w${i}`, weight: 7 + i }))), "gateways[0].links", /failover variants would need/],
 ];
@@ -196,7 +197,7 @@ describe("config defaults", () => {
     expect(g.links.map((l) => [l.mark, l.table])).toEqual([[1, 101], [2, 102]]);
     expect(g.links[1].check.reliability).toBe(1);
     expect(g.balance).toEqual({ exclude: [], local: false, inboundSticky: true, lastResort: "all" });
-    expect(g.health).toEqual({ interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true });
+    expect(g.health).toEqual({ interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true, hookTimeout: 10 });
   });
 
   it("skips explicit marks and tables when assigning defaults", () => {
