@@ -225,7 +225,7 @@ export const connectionSchema = z.strictObject({
     host: sshHost.describe("the gateway's SSH address (through `proxyJump`: as the last bastion reaches it)"),
     port: sshPort,
     user: unixUser.default("root")
-      .describe("SSH user: root, or a user with NOPASSWD sudo and `sudo: true` (installing the bundle needs root)"),
+      .describe("SSH user: root, or a user allowed to run `sh` as root through sudo without a password (NOPASSWD) and `sudo: true` (installing the bundle needs root)"),
     sudo: z.boolean().default(false)
       .describe("run every command on the gateway through `sudo -n` (for a non-root `user`; sudo must not ask for a password)"),
     hostKey: hostKey.describe("the gateway's host key, pinned (a line of `ssh-keyscan HOST`); required unless `insecureSkipHostKeyCheck`"),

@@ -18,7 +18,8 @@ export const LAYOUT = {
   probesDir: "run/multiwan/probes",
   hookQueueDir: "run/multiwan/hook-queue",
   pidFile: "run/multiwan/health.pid",
-  pendingFile: "run/multiwan/pending",
+  // On disk, not in /run: an apply still unconfirmed at a reboot is rolled back by the boot-time restore.
+  pendingFile: "var/lib/multiwan/pending",
   watchdogPid: "run/multiwan/watchdog.pid",
   lockFile: "run/multiwan/lock",
   healthLog: "var/log/multiwan-health.log",

@@ -67,7 +67,7 @@ function sudoRefusal(target: SshTarget, r: RemoteResult): ConnectError | undefin
   const who = `${target.user} on ${target.host}`;
   return new ConnectError(
     /password/i.test(said)
-      ? `sudo needs a password for ${who}: allow NOPASSWD for multiwan's commands (sudo said: ${said})`
+      ? `sudo needs a password for ${who}: multiwan runs sh as root through sudo: allow it without a password (NOPASSWD) (sudo said: ${said})`
       : `sudo -n failed for ${who}, nothing was run: ${said}`,
   );
 }

@@ -192,9 +192,11 @@ export async function openSession(hops: SshHop[], auth: SshAuth, connectTimeout 
   const creds = credentials(hops.at(-1)!.host, auth);
   const started = Date.now();
   const deadline = started + connectTimeout * 1000;
+  // Each attempt gets its share of the budget, so a timed-out first attempt leaves room to retry.
+  const perAttempt = Math.max(3000, (connectTimeout * 1000) / (RETRY_DELAYS_MS.length + 1));
   for (let attempt = 1; ; attempt++) {
     try {
-      return await openOnce(hops, creds, deadline);
+      return await openOnce(hops, creds, Math.min(deadline, Date.now() + perAttempt));
     } catch (e) {
       const delay = RETRY_DELAYS_MS[attempt - 1];
       const retry = e instanceof ConnectError && e.transient && delay !== undefined && Date.now() + delay < deadline - 1000;

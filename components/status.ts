@@ -158,6 +158,9 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
     } else if (stateAgeMs === null) {
       problems.push("cannot tell whether the health daemon is alive: the gateway's clock could not be read");
     }
+  } else {
+    // A daemon that does not run watches nothing: its last states are history, not the links now.
+    for (const l of links) l.status = "unknown";
   }
 
   return {

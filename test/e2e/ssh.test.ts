@@ -195,7 +195,7 @@ describeAsRoot("SSH: sudo and bastions", () => {
           const files = renderLabBundle(site);
           const push = { gateway: "gw1", target: sshConnection(gw.connection), privateKey: key.privateKey, installDir: plan.installDir, root: plan.root };
           const refused = await pushProvider.create({ ...push, rollbackAfter: 10, files, fingerprint: bundleFingerprint(files) }).catch((e) => e);
-          expect(refused.message).toMatch(new RegExp(`^gw1: .*sudo needs a password for ${user.name} on 198\\.18\\.214\\.2: allow NOPASSWD for multiwan's commands`));
+          expect(refused.message).toMatch(new RegExp(`^gw1: .*sudo needs a password for ${user.name} on 198\\.18\\.214\\.2: multiwan runs sh as root through sudo: allow it without a password \\(NOPASSWD\\)`));
           expect(await gatewayState(lab)).toEqual(deployed);
           const unprivileged = stackCli(s, "drift");
           expect(unprivileged.code).toBe(1);

@@ -1,5 +1,9 @@
 // apply.sh on a real gateway: idempotent, atomic, kind to the host's own rules and to live traffic.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { expect, it } from "vitest";
+import { writeBundle } from "../../components/bundle-files";
 import { withLab } from "../../lab/lab";
 import { deploy, gatewayState, labSite, renderLabBundle, runApply } from "../../lab/deploy";
 import { describeAsRoot } from "../helpers/root";
@@ -125,6 +129,30 @@ describeAsRoot("apply.sh", () => {
       expect(r.code).toBe(0);
       expect(await gatewayState(lab)).toEqual(before);
       expect((await lab.sh(lab.ns.gw, `cat ${lab.root}/etc/iproute2/rt_tables.d/multiwan.conf`)).stdout).toContain("101\tmwan_isp1");
+    });
+  });
+
+  it("a reboot before an apply is confirmed brings back the previous bundle, not the unconfirmed one", async () => {
+    await withLab({ links: 2 }, async (lab) => {
+      await deploy(lab, labSite(lab, { weights: [3, 1] }));
+      const confirmed = await gatewayState(lab);
+      const env = ["env", `MULTIWAN_ROOT=${lab.root}`, "MULTIWAN_NO_SYSTEMD=1"];
+      const dir = mkdtempSync(join(tmpdir(), "mwt-bundle-"));
+      try {
+        writeBundle(dir, renderLabBundle(labSite(lab, { weights: [1, 1] })));
+        const r = await lab.exec(lab.ns.gw, [...env, "MULTIWAN_CONFIRM_TIMEOUT=600", "sh", join(dir, "apply.sh")]);
+        expect(r.code, r.stderr).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      expect(await gatewayState(lab)).not.toEqual(confirmed);
+      // The reboot: the watchdog dies, /run is empty, the kernel has none of our rules.
+      await lab.sh(lab.ns.gw, `kill -TERM -$(cat ${lab.root}/run/multiwan/watchdog.pid) && rm -rf ${lab.root}/run/multiwan`, { check: true });
+      await lab.sh(lab.ns.gw, "iptables -t mangle -F && iptables -t mangle -X && iptables -t nat -F && iptables -t nat -X && ip rule flush && ip rule add pref 32766 lookup main && ip rule add pref 32767 lookup default && ip route flush table 101 && ip route flush table 102", { check: true });
+      const boot = await lab.exec(lab.ns.gw, [...env, "sh", `${lab.root}/etc/multiwan/apply.sh`, "restore"]);
+      expect(boot.code, boot.stderr).toBe(0);
+      expect(boot.stderr).toContain("an apply was still unconfirmed at boot: rolled back to the previous state");
+      expect(await gatewayState(lab)).toEqual(confirmed);
     });
   });
 });

@@ -185,7 +185,7 @@ describe("the push's reading of its sessions", () => {
     reset();
     expect(await push(local(), local())).toMatch(/^applied \(\d+ rules\)$/);
     expect(readdirSync(`${root}/var/lib/multiwan`)).toEqual(["sysctl.before"]);
-    expect(existsSync(`${root}/run/multiwan/pending`)).toBe(false);
+    expect(existsSync(`${root}/var/lib/multiwan/pending`)).toBe(false);
   });
 
   it("an apply session lost after it opened: pending, never 'kept'; the gateway rolls back by itself", async () => {

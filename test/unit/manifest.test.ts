@@ -47,7 +47,7 @@ describe("manifest.json", () => {
         probesDir: "/srv/gw1/run/multiwan/probes",
         hookQueueDir: "/srv/gw1/run/multiwan/hook-queue",
         pidFile: "/srv/gw1/run/multiwan/health.pid",
-        pendingFile: "/srv/gw1/run/multiwan/pending",
+        pendingFile: "/srv/gw1/var/lib/multiwan/pending",
         watchdogPid: "/srv/gw1/run/multiwan/watchdog.pid",
         lockFile: "/srv/gw1/run/multiwan/lock",
         healthLog: "/srv/gw1/var/log/multiwan-health.log",
@@ -108,7 +108,7 @@ describe("the scripts' paths come from the layout", () => {
     writeFileSync(join(scratch, "health.sh"), `${script}mkdir -p "$linkstate"\necho "down 1000 0 3 0 7" >"$linkstate/isp2"\nwrite_state_json\n`);
     execFileSync("sh", [join(scratch, "health.sh")]);
     const state = readFileSync(JSON.parse(bundle["manifest.json"]).paths.stateFile, "utf8");
-    const status = parseStatus(`@@multiwan@@ state\n${state}`, bundle);
+    const status = parseStatus(`@@multiwan@@ daemon\nactive\n@@multiwan@@ state\n${state}`, bundle);
     expect(status.variant).toBe("isp1");
     expect(status.links.map((l) => [l.name, l.status])).toEqual([["isp1", "up"], ["isp2", "down"]]);
     expect(status.links[1].since).toEqual(new Date(1000));
