@@ -88,8 +88,9 @@ export function compareProbe(p: GatewayProbe, output: string): DriftReport {
     }
   }
 
+  const own = { interfaces: [...manifest.lan.interfaces, ...manifest.links.map((l) => l.interface)], lanNetworks: manifest.lan.networks };
   for (const hook of manifest.hooks) {
-    for (const rule of shadowingRules(live.get(`iptables ${hook.table}`) ?? [], hook))
+    for (const rule of shadowingRules(live.get(`iptables ${hook.table}`) ?? [], hook, own))
       drift.push(`shadowing iptables ${hook.table} ${hook.chain}: ${rule} (above the -j ${hook.target} hook: packets it matches never reach multiwan's rules)`);
   }
 

@@ -48,6 +48,8 @@ export interface Manifest {
   units: { restore: string; health: string };
   /** The jumps from built-in chains into ours. */
   hooks: Hook[];
+  /** The LAN side: interfaces and networks whose new connections are balanced and NATed. */
+  lan: { interfaces: string[]; networks: string[] };
   /** Kernel settings the rules depend on, as the bundle's sysctl.conf sets them. */
   sysctls: { key: string; value: string }[];
   /** Seconds between the health daemon's rounds: each one rewrites `paths.stateFile`. */
@@ -78,6 +80,7 @@ export function planManifest(plan: Plan): Manifest {
     paths: Object.fromEntries(Object.entries(plan.layout).map(([key, path]) => [key, under(plan.root, path)])) as Layout,
     units: plan.units,
     hooks: plan.hooks.all,
+    lan: { interfaces: plan.lanInterfaces, networks: plan.lanNetworks },
     sysctls: plan.sysctls,
     health: { interval: plan.health.interval },
   };
@@ -129,6 +132,8 @@ export function readManifest(files: Bundle): Manifest {
     throw new Error(`the pushed bundle's ${MANIFEST_FILE} lacks sysctls or health (an older multiwan pushed it): push it again (pulumi up) before checking it`);
   }
   if (!Array.isArray(m.hooks) || m.hooks.some((h) => [h?.table, h?.chain, h?.target].some((v) => typeof v !== "string"))) throw invalid("hooks", m.hooks);
+  const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string");
+  if (!strings(m.lan?.interfaces) || !strings(m.lan?.networks) || !m.lan.networks.every((n) => /^[0-9.]+\/[0-9]{1,2}$/.test(n))) throw invalid("lan", m.lan);
   for (const s of m.sysctls) if (typeof s?.key !== "string" || !SYSCTL_KEY.test(s.key) || typeof s.value !== "string") throw invalid("sysctls", s);
   return m;
 }

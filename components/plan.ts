@@ -81,6 +81,7 @@ export interface Plan {
   hooks: { all: Hook[]; mangle: Hook[]; nat: Hook[] };
   links: PlannedLink[];
   lanInterfaces: string[];
+  lanNetworks: string[];
   /** Destinations never balanced: the LAN networks, then `balance.exclude`. */
   bypass: string[];
   /** iptables match prefixes (with a trailing space), each selecting new connections to balance; "" = all. */
@@ -241,6 +242,7 @@ export function planGateway(gw: Gateway): Plan {
     hooks: { all: HOOKS, mangle: HOOKS.filter((h) => h.table === "mangle"), nat: HOOKS.filter((h) => h.table === "nat") },
     links,
     lanInterfaces: gw.lan.interfaces,
+    lanNetworks: gw.lan.networks,
     bypass: [...gw.lan.networks, ...balance.exclude],
     select: planSelect(balance.protocols, balance.ports),
     inbound: balance.inboundSticky ? links : [],

@@ -1,7 +1,38 @@
 // Host rules that shadow multiwan's hooks: a rule placed above one of our jumps in a built-in chain
 // (e.g. `iptables -t mangle -I PREROUTING 1 -j ACCEPT`) whose verdict ends that chain for the
 // packets it matches, so they never reach our chain: unbalanced, unmarked or not NATed.
+import { parseCidr } from "./ipv4";
 import type { Hook } from "./plan";
+
+/** What multiwan's traffic looks like on this gateway: its LAN and uplink interfaces, its LAN. */
+export interface OwnTraffic {
+  interfaces: string[];
+  lanNetworks: string[];
+}
+
+/** A non-negated `-X value` match of an iptables-save rule (`! -o docker0` is not one). */
+const match = (rule: string, option: string) => new RegExp(`(?:^|[^!] )${option} (\\S+)`).exec(rule)?.[1];
+
+/**
+ * Whether a rule can see multiwan's packets at all: not when it only matches an interface that is
+ * none of the gateway's (`-i docker0`), nor, before our NAT, sources outside the LAN (Docker's
+ * `-s 172.17.0.0/16 ! -o docker0 -j MASQUERADE`): our NAT only translates the LAN's connections.
+ */
+function touches(rule: string, hook: Hook, own: OwnTraffic): boolean {
+  for (const option of ["-i", "-o"]) {
+    const ifname = match(rule, option);
+    if (ifname !== undefined && !ifname.includes("+") && !own.interfaces.includes(ifname)) return false;
+  }
+  const source = match(rule, "-s");
+  if (hook.table === "nat" && source !== undefined && /^[0-9./]+$/.test(source)) {
+    const s = parseCidr(source);
+    return own.lanNetworks.some((n) => {
+      const lan = parseCidr(n);
+      return s.network <= lan.broadcast && lan.network <= s.broadcast;
+    });
+  }
+  return true;
+}
 
 /** Targets that end a packet's walk through the chain (RETURN in a built-in chain: its policy). */
 const VERDICTS = new Set(["ACCEPT", "DROP", "REJECT", "RETURN", "QUEUE", "NFQUEUE", "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "NETMAP", "TPROXY"]);
@@ -37,10 +68,10 @@ function decides(rule: string, chains: Map<string, string[]>, seen: Set<string>,
   return (chains.get(t.target) ?? []).some((r) => decides(r, chains, seen, false));
 }
 
-/** The rules above `hook`'s jump in one table's live iptables-save lines that can keep packets from it. */
-export function shadowingRules(lines: string[], hook: Hook): string[] {
+/** The rules above `hook`'s jump in one table's live iptables-save lines that can keep our packets from it. */
+export function shadowingRules(lines: string[], hook: Hook, own: OwnTraffic): string[] {
   const chains = rulesByChain(lines);
   const rules = chains.get(hook.chain) ?? [];
   const at = rules.indexOf(`-A ${hook.chain} -j ${hook.target}`);
-  return at < 0 ? [] : rules.slice(0, at).filter((r) => decides(r, chains, new Set(), true));
+  return at < 0 ? [] : rules.slice(0, at).filter((r) => touches(r, hook, own) && decides(r, chains, new Set(), true));
 }

@@ -59,6 +59,7 @@ describe("manifest.json", () => {
         { table: "mangle", chain: "OUTPUT", target: "MWAN-OUT" },
         { table: "nat", chain: "POSTROUTING", target: "MWAN-POST" },
       ],
+      lan: { interfaces: ["lan0"], networks: ["198.18.1.0/24"] },
       sysctls: [
         { key: "net.ipv4.ip_forward", value: "1" },
         { key: "net.ipv4.conf.all.src_valid_mark", value: "1" },
