@@ -12,8 +12,7 @@ import { parse, stringify } from "yaml";
 import { initSiteStack } from "../../lab/stack";
 import { withManagedGateways, type ManagedGateway } from "../../lab/managed";
 import { managedGateway } from "../../lab/site";
-import { REPO, toolchain } from "../helpers/engine";
-import { describeAsRoot } from "../helpers/root";
+import { describeWithHosts, REPO, toolchain } from "../helpers/engine";
 
 const site = (g: ManagedGateway, weights: number[]) => ({ gateways: [managedGateway(g, "gw1", weights, { rollbackAfter: 8 })] });
 
@@ -35,7 +34,8 @@ function writeProject(dir: string): void {
   symlinkSync(join(REPO, "node_modules"), join(dir, "node_modules"));
 }
 
-describeAsRoot("multiwan fleet", () => {
+// Each stack runs the project's own program, through its language host.
+describeWithHosts(["pulumi-language-nodejs"], "multiwan fleet", () => {
   it("previews and deploys every stack it can, names the one it cannot, and repairs drift in one up", async () => {
     const { path } = toolchain([]);
     await withManagedGateways(["port", "port", "port"], async (gws, key) => {

@@ -6,10 +6,9 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { defaultLabDir } from "../../lab/builtin";
-import { REPO, toolchain } from "../helpers/engine";
-import { isRoot } from "../helpers/root";
+import { describeWithHosts, REPO } from "../helpers/engine";
 
 const labSh = (...args: string[]) => spawnSync("bash", [join(REPO, "scripts/lab.sh"), ...args], { encoding: "utf8", timeout: 300_000 });
 const sh = (cmd: string) => execFileSync("sh", ["-c", cmd], { encoding: "utf8" });
@@ -40,10 +39,7 @@ function machine() {
 }
 
 // The lab is deployed as a user's project is, through its language host.
-const languageHost = isRoot && toolchain([]).languageHost;
-if (isRoot && !languageHost) console.warn("pulumi-language-nodejs is not installed: the lab test is skipped");
-
-describe.skipIf(!languageHost)("the built-in lab", () => {
+describeWithHosts(["pulumi-language-nodejs"], "the built-in lab", () => {
   it("deploys the built-in lab, shows exact shares, status and a failover, and lab down leaves nothing behind", () => {
     const before = machine();
     let down;

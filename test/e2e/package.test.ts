@@ -2,25 +2,23 @@
 // own (TypeScript, composing a Gateway with another resource), plain `pulumi up`, then the fleet
 // commands on that project; and a Pulumi YAML project using the package's provider plugin.
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { withManagedGateways, type ManagedGateway } from "../../lab/managed";
 import { managedGateway } from "../../lab/site";
-import { REPO, toolchain } from "../helpers/engine";
-import { isRoot } from "../helpers/root";
+import { describeWithHosts, REPO, TOOLS_BIN } from "../helpers/engine";
 
 const run = promisify(execFile);
-const tc = toolchain([]);
 const scratch = mkdtempSync(join(tmpdir(), "mwt-pkg-"));
 let tarball = "";
 let files: string[] = [];
 
 const env: NodeJS.ProcessEnv = {
   ...process.env,
-  PATH: tc.path,
+  PATH: [TOOLS_BIN, process.env.PATH].join(delimiter),
   PULUMI_HOME: join(scratch, "home"),
   PULUMI_BACKEND_URL: `file://${join(scratch, "state")}`,
   PULUMI_CONFIG_PASSPHRASE: "multiwan-package-tests",
@@ -112,12 +110,8 @@ const gateway = new Gateway(gw.name, {
 export const fingerprint = gateway.fingerprint;
 `;
 
-// A user's `pulumi up` runs their program through the language host; without it (a machine that
-// could not build it) there is nothing to test here.
-const yamlHost = tc.path.split(":").some((d) => existsSync(join(d, "pulumi-language-yaml")));
-if (!tc.languageHost || !yamlHost) console.warn("pulumi-language-nodejs or pulumi-language-yaml is not installed: the installed-package tests are skipped");
-
-describe.skipIf(!isRoot || !tc.languageHost || !yamlHost)("an installed package in the team's own projects", () => {
+// A user's `pulumi up` runs their program through its language host.
+describeWithHosts(["pulumi-language-nodejs", "pulumi-language-yaml"], "an installed package in the team's own projects", () => {
   it("TypeScript: pulumi up through the user's program, then fleet on it; Pulumi YAML through the provider plugin", async () => {
     await withManagedGateways(["port", "port"], async ([tsGw, yamlGw], key) => {
       const ts = join(scratch, "ts");

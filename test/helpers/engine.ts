@@ -20,7 +20,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, relative, resolve } from "node:path";
+import { describe } from "vitest";
 import { parse, stringify } from "yaml";
+import { isRoot } from "./root";
 
 export const REPO = resolve(__dirname, "../..");
 export const TOOLS_BIN = join(REPO, ".tools/pulumi/bin");
@@ -108,6 +110,17 @@ export function toolchain(plugins: string[] = []): { path: string; languageHost:
     throw new Error(`pulumi on PATH is ${version}, not ${PULUMI_VERSION}: run scripts/pulumi-toolchain.sh`);
   }
   return { path, languageHost: onPath("pulumi-language-nodejs", path) };
+}
+
+/**
+ * `describe` for tests that run a project the way a user's `pulumi up` does, through its language
+ * host(s), as root. Where a host could not be built (no ../shared/goproxy and a proxy that refuses
+ * it) they skip, saying which; a missing CLI still fails (toolchain throws).
+ */
+export function describeWithHosts(hosts: string[], name: string, fn: () => void): void {
+  const missing = isRoot ? hosts.filter((h) => !onPath(h, toolchain().path)) : [];
+  if (missing.length) console.warn(`${missing.join(", ")} not installed: "${name}" is skipped`);
+  describe.skipIf(!isRoot || missing.length > 0)(name, fn);
 }
 
 /**
