@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { parseCidr, parseIpv4, inSubnet, formatIpv4, type Subnet } from "./ipv4";
 import { noDotDot, ROOT_MAX_LENGTH, ROOT_PATTERN } from "./root-path";
+import { splitRuleCount } from "./split";
 import { TAR_NAME_MAX } from "./tar";
 import { HOST_KEY_LINE, hostKeyProblem } from "./host-key";
 
@@ -110,7 +111,7 @@ const port = z.union(
 ).meta({ title: "port 1–65535 or range low-high (8000-8100)" });
 
 export const RESERVED_TABLES = [0, 253, 254, 255];
-/** Ceiling on rules across all pre-rendered variants: 2^N-1 of them, each as long as its weights. */
+/** Ceiling on rules across all pre-rendered variants: 2^N-1 of them, each the split of its links' weights. */
 export const MAX_VARIANT_RULES = 25_000;
 /** The most links whose variants fit MAX_VARIANT_RULES at weight 1 (n links: n·2^(n-1) rules): 12. */
 export const MAX_LINKS = (() => {
@@ -367,7 +368,7 @@ export const CROSS_FIELD_RULES = [
   "`check.reliability` is at most the number of `check.targets`.",
   "`balance.ports` only with `balance.protocols` among tcp, udp and sctp.",
   "`health.timeout` ≤ `health.interval` × `health.down`, after site and gateway settings are merged.",
-  `The failover variants (one per non-empty set of live links, each with one rule per weight unit after dividing by the weights' gcd) hold at most ${MAX_VARIANT_RULES} rules: ${MAX_LINKS} links of weight 1 fit, ${MAX_LINKS + 1} do not.`,
+  `The failover variants (one per non-empty set of live links, each a split whose rules depend on the weights' ratios) hold at most ${MAX_VARIANT_RULES} rules: ${MAX_LINKS} links of weight 1 fit, ${MAX_LINKS + 1} do not.`,
   `The link names joined by \`+\` have at most ${MAX_LINK_NAMES_LENGTH} characters: each set of live links is a file \`variants/<names>.rules\` in the bundle, and a tar entry's name holds ${TAR_NAME_MAX} bytes.`,
 ];
 
@@ -419,9 +420,9 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
   if (health.timeout > health.interval * health.down)
     problem("health.timeout", `must not exceed interval × down (${health.interval * health.down} s)`);
 
-  const variantRules = variantRuleCount(links.map((l) => l.weight));
+  const variantRules = variantRuleCount(links.map((l) => l.weight), MAX_VARIANT_RULES);
   if (variantRules > MAX_VARIANT_RULES)
-    problem("links", `the ${links.length} links' failover variants would need ${variantRules} rules (max ${MAX_VARIANT_RULES}): use fewer links or smaller weights`);
+    problem("links", `the ${links.length} links' failover variants would need more than ${MAX_VARIANT_RULES} rules: use fewer links, or weights in simpler ratios (rounded to multiples of 10, say)`);
   const names = links.map((l) => l.name).join("+");
   if (names.length > MAX_LINK_NAMES_LENGTH)
     problem("links", `the link names are too long together: the all-links variant file ${VARIANT_FILE(names)} would be ${VARIANT_FILE(names).length} bytes, over the ${TAR_NAME_MAX}-byte limit of a tar entry name: shorten them to at most ${MAX_LINK_NAMES_LENGTH} characters in total, counting a + between names (now ${names.length})`);
@@ -450,20 +451,15 @@ function assignMarksAndTables(links: RawGateway["links"]): Link[] {
   });
 }
 
-/** Rules over all live-link subsets: each subset's split has one rule per weight unit (after gcd). */
-export function variantRuleCount(weights: number[]): number {
+/** Rules over all live-link subsets (each subset's split, planSplit); counting stops past `limit`. */
+export function variantRuleCount(weights: number[], limit = Infinity): number {
   let total = 0;
-  for (let mask = 1; mask < 1 << weights.length; mask++) {
-    const live = weights.filter((_, i) => mask & (1 << i));
-    const g = live.reduce(gcd);
-    total += live.reduce((a, b) => a + b, 0) / g;
+  for (let mask = 1; mask < 1 << weights.length && total <= limit; mask++) {
+    total += splitRuleCount(weights.map((w, i) => (mask & (1 << i) ? w : 0)));
   }
   return total;
 }
 
-export function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
-}
 
 type Section = Record<string, unknown> | undefined;
 export interface SiteDefaults {

@@ -64,22 +64,26 @@ export function compareProbe(p: GatewayProbe, output: string): DriftReport {
   const live = parseProbe(output);
   const drift: string[] = [];
   const wantTables = restoreTables(p.files["iptables.rules"]);
+  // The balancing chains as one text, or undefined when one of them is not there at all.
+  const balancing = (chains: Map<string, string[]>) =>
+    manifest.balanceChains.every((c) => chains.has(c)) ? manifest.balanceChains.map((c) => chains.get(c)!.join("\n")).join("\n:\n") : undefined;
   const variants = manifest.variants.map((key) => ({
     key,
-    rules: chainsOf(restoreTables(p.files[`variants/${key}.rules`] ?? "").get("mangle") ?? []).get("MWAN-BALANCE") ?? [],
+    rules: balancing(chainsOf(restoreTables(p.files[`variants/${key}.rules`] ?? "").get("mangle") ?? [])),
   }));
   let variant: string | undefined;
 
   for (const [table, wantLines] of wantTables) {
     const want = chainsOf(wantLines);
     const have = chainsOf(live.get(`iptables ${table}`) ?? []);
+    if (table === "mangle") {
+      // Any planned variant is legitimate: the health daemon swaps them on failover.
+      const live = balancing(have);
+      variant = live === undefined ? undefined : variants.find((v) => v.rules === live)?.key;
+    }
     for (const chain of new Set([...want.keys(), ...have.keys()])) {
       const haveRules = have.get(chain) ?? [];
-      if (chain === "MWAN-BALANCE") {
-        // Any planned variant is legitimate: the health daemon swaps them on failover.
-        variant = variants.find((v) => v.rules.join("\n") === haveRules.join("\n"))?.key;
-        if (variant) continue;
-      }
+      if (variant && table === "mangle" && manifest.balanceChains.includes(chain)) continue;
       if (!want.has(chain)) drift.push(`extra iptables ${table}: chain ${chain}`);
       else if (!have.has(chain)) drift.push(`missing iptables ${table}: chain ${chain}`);
       // Hook jumps: ours must be there; other rules in built-in chains are the host's business.

@@ -11,5 +11,6 @@ export {
   type GatewayInput,
   type Site,
 } from "./config";
-export { planGateway, exactWeightedSplit, type Plan } from "./plan";
+export { planGateway, type Plan } from "./plan";
+export { planSplit, type Split } from "./split";
 export { renderBundle, bundleFingerprint, type Bundle } from "./render";

@@ -42,6 +42,8 @@ export interface Manifest {
   markMask: string;
   /** Balancing variants, each in `variants/<key>.rules`. */
   variants: string[];
+  /** The mangle chains each variant fills (the split's chains): the ones a daemon swap rewrites. */
+  balanceChains: string[];
   /** Absolute paths on the gateway (under root) of everything apply.sh and the daemon write. */
   paths: Layout;
   /** Unit names: bundle files installed into `paths.unitDir`. */
@@ -77,6 +79,7 @@ export function planManifest(plan: Plan): Manifest {
     priorities: { ...plan.priorities, from: byLink((l) => l.fromPriority), fwmark: byLink((l) => l.fwmarkPriority) },
     markMask: plan.mask,
     variants: plan.variants.map((v) => v.key),
+    balanceChains: plan.balanceChains,
     paths: Object.fromEntries(Object.entries(plan.layout).map(([key, path]) => [key, under(plan.root, path)])) as Layout,
     units: plan.units,
     hooks: plan.hooks.all,
@@ -127,6 +130,8 @@ export function readManifest(files: Bundle): Manifest {
   const { first, last } = m.priorities?.owned ?? {};
   if (!Number.isInteger(first) || !Number.isInteger(last)) throw invalid("priorities.owned", m.priorities?.owned);
   if (!Array.isArray(m.variants)) throw invalid("variants", m.variants);
+  m.balanceChains ??= ["MWAN-BALANCE"]; // bundles from before the split had chains of its own
+  if (!m.balanceChains.every((c) => typeof c === "string" && /^MWAN-[A-Z0-9-]+$/.test(c))) throw invalid("balanceChains", m.balanceChains);
   // Read by status and drift; a bundle from before they were recorded cannot be checked for them.
   if (!Array.isArray(m.sysctls) || !Number.isFinite(m.health?.interval) || !(m.health.interval > 0)) {
     throw new Error(`the pushed bundle's ${MANIFEST_FILE} lacks sysctls or health (an older multiwan pushed it): push it again (pulumi up) before checking it`);

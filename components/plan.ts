@@ -1,8 +1,9 @@
 // The planner: pure functions from a resolved gateway config to the view model every template
 // prints. All decisions (marks, tables, priorities, the split, variants, NAT) are made here.
 import { RESULT_TAG } from "./apply-result";
-import { gcd, type Gateway, type Health, type Link } from "./config";
+import { type Gateway, type Health, type Link } from "./config";
 import { LAYOUT, UNITS, under, type Layout } from "./layout";
+import { planSplit, type SplitRule } from "./split";
 
 /** Our bits of the packet/conntrack mark: host rules may use the others. */
 export const MARK_MASK = 0xff00;
@@ -24,6 +25,8 @@ export interface PlannedLink {
   tableName: string;
   /** The link table's default route: `default via 203.0.113.1 dev wan1 table 101` (or `dev ppp0` for PPP). */
   route: string;
+  /** The chain that marks a connection for this link: where the split's rules jump. */
+  markChain: string;
   /** The mark as one number (`ping -m`, `conntrack --mark`). */
   markValue: number;
   /** The link's value of the mark byte (config `mark`): markValue without the mask's zero bits. */
@@ -39,18 +42,29 @@ export interface PlannedLink {
   natTarget: string;
 }
 
-export interface Slot {
-  /** The statistic match with a trailing space, or "" when one link takes every connection. */
+/** The chain new connections to balance enter; the split's other chains are `MWAN-BALANCE-<n>`. */
+export const BALANCE_CHAIN = "MWAN-BALANCE";
+
+export interface BalanceRule {
+  /** The statistic match with a trailing space, or "" for the rule that takes what is left. */
   match: string;
-  fwmark: string;
-  link: string;
+  /** `-g <chain>` (a chain of the split, or a link's mark chain), or `-j MARK …` in place. */
+  target: string;
+}
+
+export interface BalanceChain {
+  name: string;
+  rules: BalanceRule[];
 }
 
 export interface Variant {
   /** Live links joined by `+` in config order, or `none`: the file name the daemon picks. */
   key: string;
   live: string[];
-  slots: Slot[];
+  /** Every balancing chain of the plan, in `Plan.balanceChains` order; those this split does not use are empty. */
+  chains: BalanceChain[];
+  /** Rules a new connection walks through the split (its MARK included): worst and mean. */
+  walk: { worst: number; mean: number };
 }
 
 export interface Hook {
@@ -99,61 +113,50 @@ export interface Plan {
   ipUndo: string[];
   health: Health & { markMask: number };
   sysctls: { key: string; value: string }[];
+  /** The split's entry chain (BALANCE_CHAIN). */
+  balanceChain: string;
+  /** The balancing chains every variant declares (one set, so a swap empties what it does not use). */
+  balanceChains: string[];
   /** Balancing with every link up: what iptables.rules carries. */
   balance: Variant;
   /** One per non-empty set of live links, plus `none` (every link down). */
   variants: Variant[];
 }
 
-/**
- * The owner of each of W slots (W = sum of weights / their gcd), interleaved like smooth weighted
- * round robin so consecutive connections spread over the links instead of arriving in runs.
- */
-export function exactWeightedSplit(weights: number[]): number[] {
-  const g = weights.reduce(gcd);
-  const reduced = weights.map((w) => w / g);
-  const total = reduced.reduce((a, b) => a + b, 0);
-  const current = reduced.map(() => 0);
-  const owners: number[] = [];
-  for (let s = 0; s < total; s++) {
-    reduced.forEach((w, i) => (current[i] += w));
-    const best = current.indexOf(Math.max(...current));
-    current[best] -= total;
-    owners.push(best);
-  }
-  return owners;
-}
+const splitChainName = (id: number) => (id === 0 ? BALANCE_CHAIN : `${BALANCE_CHAIN}-${id}`);
 
-/**
- * Slots as statistic rules. Every rule uses `--every W` and sees every packet that enters the
- * chain (MARK does not end traversal), so all counters advance in lockstep and each packet matches
- * exactly one slot. The seed's `-m mark --mark 0` guard breaks this: each rule then counts only
- * what the rules above left, and shares drift (PRODUCT.md measured 50/19 with 32 % unmarked).
- */
-function planSlots(live: PlannedLink[], weights: number[]): Slot[] {
-  const owners = exactWeightedSplit(weights);
-  return owners.map((owner, packet) => ({
-    match: owners.length === 1 ? "" : `-m statistic --mode nth --every ${owners.length} --packet ${packet} `,
-    fwmark: live[owner].fwmark,
-    link: live[owner].name,
-  }));
+/** One live-link set's split (planSplit) as rules: links by their mark chains, chains by name. */
+function planVariant(links: PlannedLink[], weights: number[], live: number[]): Omit<Variant, "key" | "live"> {
+  const split = planSplit(weights.map((w, i) => (live.includes(i) ? w : 0)));
+  const target = (r: SplitRule) => {
+    if ("chain" in r.to) return `-g ${splitChainName(r.to.chain)}`;
+    // The rule that takes what is left ends its chain: it can mark in place.
+    return r.every ? `-g ${links[r.to.link].markChain}` : `-j MARK --set-xmark ${links[r.to.link].fwmark}`;
+  };
+  return {
+    chains: split.chains.map((c, id) => ({
+      name: splitChainName(id),
+      rules: c.rules.map((r) => ({ match: r.every ? `-m statistic --mode nth --every ${r.every} --packet 0 ` : "", target: target(r) })),
+    })),
+    walk: split.walk,
+  };
 }
 
 function planVariants(links: PlannedLink[], weights: number[], lastResort: "all" | "main"): Variant[] {
   const variants: Variant[] = [];
   for (let mask = 1; mask < 1 << links.length; mask++) {
-    const idx = links.map((_, i) => i).filter((i) => mask & (1 << i));
-    const live = idx.map((i) => links[i]);
-    variants.push({
-      key: live.map((l) => l.name).join("+"),
-      live: live.map((l) => l.name),
-      slots: planSlots(live, idx.map((i) => weights[i])),
-    });
+    const live = links.map((_, i) => i).filter((i) => mask & (1 << i));
+    variants.push({ key: live.map((i) => links[i].name).join("+"), live: live.map((i) => links[i].name), ...planVariant(links, weights, live) });
   }
   // Every link down: probes can all fail because the targets (not the links) are gone, so "all"
   // keeps balancing as if every link were up; "main" leaves new connections to the main table.
   const all = variants[variants.length - 1];
-  variants.push({ key: "none", live: [], slots: lastResort === "all" ? all.slots : [] });
+  variants.push({ key: "none", live: [], ...(lastResort === "all" ? { chains: all.chains, walk: all.walk } : { chains: [], walk: { worst: 0, mean: 0 } }) });
+  // One chain set for all: a swap to a variant with fewer chains empties the others.
+  const count = Math.max(...variants.map((v) => v.chains.length));
+  for (const v of variants) {
+    v.chains = Array.from({ length: count }, (_, id) => v.chains[id] ?? { name: splitChainName(id), rules: [] });
+  }
   return variants;
 }
 
@@ -191,6 +194,7 @@ function planLink(link: Link, position: number): PlannedLink {
     name: link.name,
     interface: link.interface,
     fwmark: `${hex(link.mark << 8)}/${hex(MARK_MASK)}`,
+    markChain: `MWAN-MARK-${position + 1}`,
     table: link.table,
     tableName: `mwan_${link.name}`,
     route: `default ${link.gateway ? `via ${link.gateway} ` : ""}dev ${link.interface} table ${link.table}`,
@@ -262,6 +266,8 @@ export function planGateway(gw: Gateway): Plan {
       // without it a strict rp_filter drops every reply that arrives on a non-default link.
       { key: "net.ipv4.conf.all.src_valid_mark", value: "1" },
     ],
+    balanceChain: BALANCE_CHAIN,
+    balanceChains: variants[0].chains.map((c) => c.name),
     balance: variants[variants.length - 2],
     variants,
   };

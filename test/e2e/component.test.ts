@@ -86,8 +86,8 @@ describeAsRoot("pulumi up / preview / destroy through the Gateway component", ()
         // 2. one weight changes: the diff names the changed rule lines, on gw1 only.
         await s.setConfigObject("multiwan:site", siteOf(gws, [[1, 1], [1, 1]]));
         const preview = (await s.preview({ diff: true })).stdout;
-        expect(preview).toMatch(/-\s+-A MWAN-BALANCE -m statistic --mode nth --every 4 --packet 0 -j MARK --set-xmark 0x100\/0xff00/);
-        expect(preview).toMatch(/\+\s+-A MWAN-BALANCE -m statistic --mode nth --every 2 --packet 0 -j MARK --set-xmark 0x100\/0xff00/);
+        expect(preview).toMatch(/-\s+-A MWAN-BALANCE -m statistic --mode nth --every 4 --packet 0 -g MWAN-MARK-2/);
+        expect(preview).toMatch(/\+\s+-A MWAN-BALANCE -m statistic --mode nth --every 2 --packet 0 -g MWAN-MARK-2/);
         expect(preview).toContain("gw1-push");
         expect(preview).not.toMatch(/~ .*gw2-push/);
         await upAndCheck(s);

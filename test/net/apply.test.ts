@@ -49,6 +49,26 @@ describeAsRoot("apply.sh", () => {
     });
   });
 
+  it("a split with fewer chains deletes the ones it no longer uses, and so does a rollback", async () => {
+    await withLab({ links: 2 }, async (lab) => {
+      await deploy(lab, labSite(lab, { weights: [3, 1] }));
+      const simple = await gatewayState(lab);
+      const failing = labSite(lab, { weights: [188, 19] });
+      failing.gateways[0].links[1].gateway = "192.0.2.99";
+      delete (failing.gateways[0].links[1] as { address?: string }).address;
+      expect((await runApply(lab, renderLabBundle(failing))).stderr).toContain("apply failed; the previous state was restored");
+      expect(await gatewayState(lab)).toEqual(simple);
+
+      const bundle = await deploy(lab, labSite(lab, { weights: [188, 19] }));
+      const nested = (await gatewayState(lab)).iptables.split("\n").map((l) => l.replace(/^\S+ /, ""));
+      const split = bundle["iptables.rules"].split("\n").filter((l) => /^-A MWAN-(BALANCE|MARK)/.test(l));
+      expect(split.filter((l) => l.startsWith("-A MWAN-BALANCE-")).length).toBeGreaterThan(0);
+      for (const rule of split) expect(nested).toContain(rule); // saved back as rendered
+      await deploy(lab, labSite(lab, { weights: [3, 1] }));
+      expect(await gatewayState(lab)).toEqual(simple);
+    });
+  });
+
   it("leaves the previous rules in place when the kernel rejects the new ones", async () => {
     await withLab({ links: 2 }, async (lab) => {
       await deploy(lab, labSite(lab, { weights: [3, 1] }));

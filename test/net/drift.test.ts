@@ -23,7 +23,8 @@ async function driftOf(lab: Lab, site: ReturnType<typeof labSite>, files: Record
 describeAsRoot("drift against a real gateway", () => {
   it("reports nothing after an apply, and each hand-made change by name", async () => {
     await withLab({ links: 2 }, async (lab) => {
-      const site = labSite(lab, { weights: [3, 1], health: FAST });
+      // 188:19: a split with chains below MWAN-BALANCE, each one checked.
+      const site = labSite(lab, { weights: [188, 19], health: FAST });
       const files = await deploy(lab, site, { daemon: true });
       await waitFor("the daemon's first state", () => healthState(lab) !== undefined, 5000);
       expect(await driftOf(lab, site, files)).toEqual({ status: "in-sync", drift: [], variant: "isp1+isp2" });
@@ -39,8 +40,10 @@ describeAsRoot("drift against a real gateway", () => {
           /^missing rt_tables: 102\tmwan_isp2$/],
         ["unhook", "iptables -t mangle -D PREROUTING -j MWAN-PRE",
           /^missing iptables mangle PREROUTING \(hooks\): -A PREROUTING -j MWAN-PRE$/],
-        ["edit inside the balancing chain", "iptables -t mangle -R MWAN-BALANCE 3 -m statistic --mode nth --every 4 --packet 2 -j MARK --set-xmark 0x100/0xff00",
+        ["edit inside the balancing chain", "iptables -t mangle -R MWAN-BALANCE 1 -m statistic --mode nth --every 8 --packet 0 -g MWAN-BALANCE-1",
           /^(missing|extra) iptables mangle MWAN-BALANCE: /],
+        ["edit inside a chain below it", "iptables -t mangle -R MWAN-BALANCE-1 1 -m statistic --mode nth --every 23 --packet 0 -g MWAN-MARK-2",
+          /^(missing|extra) iptables mangle MWAN-BALANCE-1: /],
         ["stop the daemon", `kill $(cat ${lab.root}/run/multiwan/health.pid)`,
           /^stopped health daemon: multiwan-health is inactive$/],
         // Left in place by the repair, which puts our hook back on top: below it, it shadows nothing.
@@ -66,7 +69,7 @@ describeAsRoot("drift against a real gateway", () => {
 
   it("accepts every variant the health daemon swaps in: a failover is not drift", async () => {
     await withLab({ links: 2 }, async (lab) => {
-      const site = labSite(lab, { weights: [3, 1], health: FAST });
+      const site = labSite(lab, { weights: [188, 19], health: FAST });
       const files = await deploy(lab, site, { daemon: true });
       await lab.breakUplink("isp1");
       await waitFor("isp1 down", () => healthState(lab)?.variant === "isp2", 5000);

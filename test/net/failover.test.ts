@@ -110,7 +110,7 @@ describeAsRoot("failover", () => {
   it("with every link down it falls back to the planned last resort, and recovers", async () => {
     await withLab({ links: 2 }, async (lab) => {
       await deploy(lab, labSite(lab, { weights: [3, 1], health: FAST }), { daemon: true });
-      const balancing = async () => (await lab.sh(lab.ns.gw, "iptables -t mangle -S MWAN-BALANCE", { check: true })).stdout;
+      const balancing = async () => (await lab.sh(lab.ns.gw, "iptables-save -t mangle | grep '^-A MWAN-BALANCE'", { check: true })).stdout;
       const full = await balancing();
       await lab.breakUplink("isp1");
       await lab.breakUplink("isp2");
@@ -155,7 +155,9 @@ describeAsRoot("failover", () => {
 
       expect(results.every((r) => r.ok && r.link === "isp2")).toBe(true);
       expect(healthState(lab)!.variant).toBe("isp2");
-      expect((await lab.sh(lab.ns.gw, "iptables -t mangle -S MWAN-BALANCE")).stdout).not.toContain("0x100/0xff00");
+      const split = (await lab.sh(lab.ns.gw, "iptables-save -t mangle | grep '^-A MWAN-BALANCE'")).stdout;
+      expect(split).toContain("0x200/0xff00");
+      expect(split).not.toMatch(/0x100\/0xff00|MWAN-MARK-1/);
     });
   }, 60_000);
 });

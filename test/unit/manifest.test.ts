@@ -31,6 +31,7 @@ describe("manifest.json", () => {
       priorities: { owned: { first: 1000, last: 1299 }, suppressMain: 1000, from: { isp1: 1100 }, fwmark: { isp1: 1200, isp2: 1201 } },
       markMask: "0xff00",
       variants: ["isp1", "isp2", "isp1+isp2", "none"],
+      balanceChains: ["MWAN-BALANCE"],
       paths: {
         installDir: "/srv/gw1/etc/multiwan",
         rtTables: "/srv/gw1/etc/iproute2/rt_tables.d/multiwan.conf",

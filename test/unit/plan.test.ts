@@ -1,32 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { exactWeightedSplit, planGateway, type Slot } from "../../components/plan";
+import { MAX_LINKS } from "../../components/config";
+import { planGateway, type Plan, type Variant } from "../../components/plan";
+import { renderBundle, type Bundle } from "../../components/render";
 import { gateway } from "./fixtures";
-
-/**
- * Feed `packets` new connections through a balancing chain the way xt_statistic does: every rule
- * has its own counter that advances on each packet reaching it, and a packet that matches gets
- * the rule's mark but keeps traversing (MARK does not end the chain). The last mark wins.
- */
-function simulate(slots: Slot[], packets: number): { marks: Map<string, number>; unmarked: number; multi: number } {
-  const rules = slots.map((s) => {
-    const m = /--every (\d+) --packet (\d+)/.exec(s.match);
-    return { every: m ? Number(m[1]) : 1, packet: m ? Number(m[2]) : 0, fwmark: s.fwmark, count: 0 };
-  });
-  const marks = new Map<string, number>();
-  let unmarked = 0;
-  let multi = 0;
-  for (let p = 0; p < packets; p++) {
-    const hits = rules.filter((r) => {
-      r.count = r.count === r.every - 1 ? 0 : r.count + 1; // the kernel's nth counter
-      return r.count === r.packet % r.every;
-    });
-    if (hits.length === 0) unmarked++;
-    if (hits.length > 1) multi++;
-    const mark = hits.at(-1)?.fwmark;
-    if (mark) marks.set(mark, (marks.get(mark) ?? 0) + 1);
-  }
-  return { marks, unmarked, multi };
-}
+import { inexactWindow, Mangle, periodShares, walkOf } from "./kernel-sim";
 
 const weightSets = [
   [1, 1],
@@ -39,6 +16,12 @@ const weightSets = [
   [1, 2, 3, 4, 5],
   [9, 6, 3],
   [1000, 999],
+  [188, 19],
+  [999, 1],
+  [100, 40, 10, 7],
+  Array(MAX_LINKS).fill(1),
+  // At MAX_LINKS only equal weights fit the rule budget (no unequal set tried did); they reduce by their gcd.
+  Array(MAX_LINKS).fill(1000),
 ];
 
 function gatewayWithWeights(weights: number[], lastResort: "all" | "main" = "all") {
@@ -49,79 +32,76 @@ function gatewayWithWeights(weights: number[], lastResort: "all" | "main" = "all
   });
 }
 
-describe("exactWeightedSplit", () => {
-  it.each(weightSets)("gives each link exactly its weight's slots: %j", (...weights) => {
-    const owners = exactWeightedSplit(weights);
-    const total = weights.reduce((a, b) => a + b, 0);
-    weights.forEach((w, i) => expect(owners.filter((o) => o === i).length / owners.length).toBeCloseTo(w / total, 12));
+/**
+ * Restores bundle file `file` onto `mangle` and feeds it three periods of new connections: every
+ * window of one period (starting anywhere in the first two) must hold each live link's exact share
+ * and nothing else, and the rules walked must be the planned walk.
+ */
+function expectExact(plan: Plan, bundle: Bundle, mangle: Mangle, file: string, weights: number[], planned: Variant["walk"]) {
+  expect(bundle[file], file).toBeDefined();
+  const shares = periodShares(weights);
+  const period = shares.reduce((a, b) => a + b, 0);
+  const expected = new Map(plan.links.flatMap((l, i) => (shares[i] ? [[l.markValue, shares[i]] as const] : [])));
+  const connections = mangle.restore(bundle[file]).balancer().feed(3 * period);
+  expect(inexactWindow(connections, expected, period), file).toBeUndefined();
+  const walk = walkOf(connections);
+  expect(walk.worst, file).toBe(planned.worst);
+  expect(walk.mean, file).toBeCloseTo(planned.mean, 9);
+}
+
+describe("the rendered split, run as the kernel runs its nth counters", () => {
+  it.each(weightSets.map((weights) => ({ weights })))("every live-link variant gives exact shares in every window: $weights", ({ weights }) => {
+    const plan = planGateway(gatewayWithWeights(weights));
+    const bundle = renderBundle(plan);
+    expect(plan.variants).toHaveLength(2 ** weights.length);
+    const walkOfVariant = (key: string) => plan.variants.find((v) => v.key === key)!.walk;
+    // What apply installs balances over every link before the daemon swaps anything.
+    const mangle = new Mangle();
+    expectExact(plan, bundle, mangle, "iptables.rules", weights, plan.balance.walk);
+    // Then every variant, each swapped in on top of the one before, as the health daemon swaps.
+    for (let mask = 1; mask < 1 << weights.length; mask++) {
+      const live = weights.map((w, i) => (mask & (1 << i) ? w : 0));
+      const key = plan.links.filter((_, i) => live[i]).map((l) => l.name).join("+");
+      expectExact(plan, bundle, mangle, `variants/${key}.rules`, live, walkOfVariant(key));
+    }
+    expectExact(plan, bundle, mangle, "variants/none.rules", weights, walkOfVariant("none"));
   });
 
-  it("reduces by the gcd: 2:4 needs 3 slots, not 6", () => expect(exactWeightedSplit([2, 4])).toHaveLength(3));
-
-  it("interleaves instead of running one link's slots together", () => {
-    expect(exactWeightedSplit([1, 1])).toEqual([0, 1]);
-    const owners = exactWeightedSplit([5, 3, 2]);
-    const runs = owners.filter((o, i) => i > 0 && o === owners[i - 1]).length;
-    expect(runs).toBeLessThanOrEqual(2);
+  it("with every link down and lastResort main, no new connection is marked: the main table routes it", () => {
+    const plan = planGateway(gatewayWithWeights([5, 3, 2], "main"));
+    const bundle = renderBundle(plan);
+    const mangle = new Mangle().restore(bundle["iptables.rules"]).restore(bundle["variants/isp1+isp2.rules"]);
+    const connections = mangle.restore(bundle["variants/none.rules"]).balancer().feed(30);
+    expect(connections).toEqual(Array(30).fill({ walked: 0 }));
   });
 });
 
-describe("planGateway: the split as statistic rules", () => {
-  it.each(weightSets)("every new connection gets exactly one mark, in exact shares: %j", (...weights) => {
-    const plan = planGateway(gatewayWithWeights(weights));
-    const total = weights.reduce((a, b) => a + b, 0);
-    const cycle = plan.balance.slots.length;
-    const packets = cycle * 37;
-    const { marks, unmarked, multi } = simulate(plan.balance.slots, packets);
-    expect(unmarked).toBe(0);
-    expect(multi).toBe(0);
-    plan.links.forEach((l, i) => expect(marks.get(l.fwmark)).toBe((packets * weights[i]) / total));
-  });
-
-  it("the seed's mark-guarded 3:1 rules are not exact (the bug this design avoids)", () => {
-    // Seed: four rules behind `-m mark --mark 0`, each counting only what reaches it.
-    const owners = [1, 2, 1, 1];
-    const counters = [0, 0, 0, 0];
-    const got = { 1: 0, 2: 0, none: 0 } as Record<string, number>;
-    for (let p = 0; p < 4000; p++) {
-      let mark = 0;
-      for (let r = 0; r < 4 && mark === 0; r++) {
-        counters[r] = counters[r] === 3 ? 0 : counters[r] + 1;
-        if (counters[r] === r) mark = owners[r];
-      }
-      got[mark || "none"]++;
-    }
-    expect(got.none).toBeGreaterThan(0);
-    expect(got[1] / 4000).not.toBeCloseTo(0.75, 2);
-  });
-
-  it("plans a variant for every non-empty set of live links, in their weight ratio", () => {
-    const weights = [5, 3, 2, 1];
-    const plan = planGateway(gatewayWithWeights(weights));
-    expect(plan.variants).toHaveLength(2 ** weights.length); // 15 subsets + none
-    for (let mask = 1; mask < 2 ** weights.length; mask++) {
-      const live = plan.links.filter((_, i) => mask & (1 << i));
-      const variant = plan.variants.find((v) => v.key === live.map((l) => l.name).join("+"));
-      expect(variant, `variant for mask ${mask}`).toBeDefined();
-      const liveWeights = plan.links.map((_, i) => (mask & (1 << i) ? weights[i] : 0));
-      const total = liveWeights.reduce((a, b) => a + b, 0);
-      const packets = variant!.slots.length * 10;
-      const { marks, unmarked } = simulate(variant!.slots, packets);
-      expect(unmarked).toBe(0);
-      plan.links.forEach((l, i) => expect(marks.get(l.fwmark) ?? 0).toBe((packets * liveWeights[i]) / total));
-    }
+describe("planGateway: the split's variants", () => {
+  it("every variant declares the plan's whole chain set, so a swap empties the chains it does not use", () => {
+    const plan = planGateway(gatewayWithWeights([5, 3, 2]));
+    expect(plan.balanceChains).toEqual(["MWAN-BALANCE", "MWAN-BALANCE-1"]);
+    for (const v of plan.variants) expect(v.chains.map((c) => c.name), v.key).toEqual(plan.balanceChains);
   });
 
   it("with every link down, 'all' keeps balancing over every link and 'main' marks nothing", () => {
-    const all = planGateway(gatewayWithWeights([3, 1], "all"));
-    expect(all.variants.find((v) => v.key === "none")!.slots).toEqual(all.balance.slots);
-    const main = planGateway(gatewayWithWeights([3, 1], "main"));
-    expect(main.variants.find((v) => v.key === "none")!.slots).toEqual([]);
+    const all = planGateway(gatewayWithWeights([5, 3, 2], "all"));
+    const none = all.variants.find((v) => v.key === "none")!;
+    expect({ chains: none.chains, walk: none.walk }).toEqual({ chains: all.balance.chains, walk: all.balance.walk });
+    const main = planGateway(gatewayWithWeights([5, 3, 2], "main"));
+    expect(main.variants.find((v) => v.key === "none")).toEqual({
+      key: "none",
+      live: [],
+      chains: main.balanceChains.map((name) => ({ name, rules: [] })),
+      walk: { worst: 0, mean: 0 },
+    });
   });
 
-  it("a single live link takes everything without a statistic match", () => {
-    const plan = planGateway(gatewayWithWeights([3, 1]));
-    expect(plan.variants.find((v) => v.key === "isp2")!.slots).toEqual([{ match: "", fwmark: "0x200/0xff00", link: "isp2" }]);
+  it("a single live link takes everything without a statistic match, marking in place", () => {
+    const plan = planGateway(gatewayWithWeights([5, 3, 2]));
+    expect(plan.variants.find((v) => v.key === "isp2")!.chains).toEqual([
+      { name: "MWAN-BALANCE", rules: [{ match: "", target: "-j MARK --set-xmark 0x200/0xff00" }] },
+      { name: "MWAN-BALANCE-1", rules: [] },
+    ]);
   });
 });
 

@@ -34,7 +34,7 @@ function parseRestore(text: string) {
   return tables;
 }
 
-const jumpOf = (rule: string) => / -j (\S+)/.exec(rule)?.[1];
+const jumpOf = (rule: string) => / -[jg] (\S+)/.exec(rule)?.[1];
 const chainOf = (rule: string) => rule.split(" ")[1];
 
 describe("iptables.rules", () => {
@@ -76,8 +76,10 @@ describe("iptables.rules", () => {
     const intoClassify = mangle.filter((r) => jumpOf(r) === "MWAN-CLASSIFY");
     expect(intoClassify.length).toBeGreaterThan(0);
     for (const r of intoClassify) expect(r).toContain("--ctstate NEW");
-    for (const r of mangle.filter((r) => jumpOf(r) === "MWAN-BALANCE")) expect(chainOf(r)).toBe("MWAN-CLASSIFY");
-    for (const r of mangle.filter((r) => jumpOf(r) === "MARK" && chainOf(r) !== "MWAN-BALANCE")) {
+    // The split's chains (MWAN-BALANCE*) and the links' mark chains are entered only from MWAN-CLASSIFY.
+    const split = (chain: string) => /^MWAN-(BALANCE|MARK)/.test(chain);
+    for (const r of mangle.filter((r) => split(jumpOf(r)!))) expect(split(chainOf(r)) || chainOf(r) === "MWAN-CLASSIFY", r).toBe(true);
+    for (const r of mangle.filter((r) => jumpOf(r) === "MARK" && !split(chainOf(r)))) {
       expect(r).toMatch(/--ctstate NEW|-s \S+\/32/); // inbound stickiness, or a socket bound to a link address
     }
   });
@@ -90,13 +92,13 @@ describe("iptables.rules", () => {
       "-A MWAN-CLASSIFY -d 192.0.2.0/24 -j RETURN",
       "-A MWAN-CLASSIFY -m addrtype --dst-type LOCAL -j RETURN",
     ]);
-    expect(classify.at(-1)).toBe("-A MWAN-CLASSIFY -j MWAN-BALANCE");
+    expect(classify.at(-1)).toBe("-A MWAN-CLASSIFY -g MWAN-BALANCE");
   });
 
   it("balances only the selected ports when asked (seed 2)", () => {
     const b = renderBundle(planGateway(gateway((s) => (s.balance = { protocols: ["tcp"], ports: [22, 25, 80, 443] }))));
     const classify = parseRestore(b["iptables.rules"]).mangle.rules.filter((r) => chainOf(r) === "MWAN-CLASSIFY");
-    expect(classify.at(-1)).toBe("-A MWAN-CLASSIFY -p tcp -m multiport --dports 22,25,80,443 -j MWAN-BALANCE");
+    expect(classify.at(-1)).toBe("-A MWAN-CLASSIFY -p tcp -m multiport --dports 22,25,80,443 -g MWAN-BALANCE");
   });
 
   it("NATs per link: SNAT to the address, MASQUERADE without", () => {
@@ -107,8 +109,15 @@ describe("iptables.rules", () => {
   });
 
   it("carries the all-links-up variant", () => {
-    const balance = tables.mangle.rules.filter((r) => chainOf(r) === "MWAN-BALANCE");
+    const balance = tables.mangle.rules.filter((r) => /^MWAN-BALANCE(-\d+)?$/.test(chainOf(r)));
     expect(balance).toEqual(parseRestore(bundle["variants/isp1+isp2.rules"]).mangle.rules);
+  });
+
+  it("a link's mark chain only marks for that link", () => {
+    expect(tables.mangle.rules.filter((r) => chainOf(r).startsWith("MWAN-MARK-"))).toEqual([
+      "-A MWAN-MARK-1 -j MARK --set-xmark 0x100/0xff00",
+      "-A MWAN-MARK-2 -j MARK --set-xmark 0x200/0xff00",
+    ]);
   });
 });
 
@@ -137,12 +146,17 @@ describe("the rest of the bundle", () => {
     );
   });
 
-  it("variants only flush and fill the balancing chain", () => {
-    for (const [name, text] of Object.entries(bundle).filter(([n]) => n.startsWith("variants/"))) {
+  it("variants only flush and fill the balancing chains, all of them the same set", () => {
+    const b = renderBundle(planGateway(gateway((s) => ((s.gateways[0].links[0].weight = 188), (s.gateways[0].links[1].weight = 19)))));
+    const declared = parseRestore(b["iptables.rules"]).mangle.chains.filter((c) => c.startsWith("MWAN-BALANCE"));
+    expect(declared.length).toBeGreaterThan(1);
+    for (const [name, text] of Object.entries(b).filter(([n]) => n.startsWith("variants/"))) {
       const t = parseRestore(text);
       expect(Object.keys(t), name).toEqual(["mangle"]);
-      expect(t.mangle.chains).toEqual(["MWAN-BALANCE"]);
-      for (const r of t.mangle.rules) expect(r).toMatch(/^-A MWAN-BALANCE (-m statistic --mode nth --every \d+ --packet \d+ )?-j MARK --set-xmark 0x[0-9a-f]+\/0xff00$/);
+      expect(t.mangle.chains, name).toEqual(declared);
+      for (const r of t.mangle.rules) {
+        expect(r).toMatch(/^-A MWAN-BALANCE(-\d+)? (-m statistic --mode nth --every \d+ --packet 0 -g MWAN-(BALANCE-\d+|MARK-\d+)|-j MARK --set-xmark 0x[0-9a-f]+\/0xff00|-g MWAN-BALANCE-\d+)$/);
+      }
     }
   });
 
