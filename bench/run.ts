@@ -5,7 +5,8 @@
 //      (printed per second and drawn as docs/failover-timeline.svg);
 //   3. kernel multipath on the same lab, for comparison: its split (L3 and L4 hash) and an outage;
 //   4. `multiwan drift` over 20 SSH-managed namespace gateways (target: under 5 s);
-//   5. time to validate, plan and render the bundles of 1000 gateways.
+//   5. time to validate, plan and render the bundles of 1000 gateways;
+//   6. new-connection capacity of a namespace gateway, plain NAT against multiwan (bench/newconn.ts).
 import { parseSite } from "../components/config";
 import { planGateway } from "../components/plan";
 import { renderBundle } from "../components/render";
@@ -20,6 +21,7 @@ import { managedGateway } from "../lab/site";
 import { deploy, labSite, unmarkedConnections } from "../lab/deploy";
 import { runFailover } from "../lab/failover";
 import { timelineSvg, timelineTable } from "../lab/timeline";
+import { newConnections } from "./newconn";
 
 const CONNECTIONS = 2000;
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
@@ -183,6 +185,7 @@ const SECTIONS: Record<string, () => Promise<void> | void> = {
   multipath: kernelMultipath,
   drift: () => driftFleet(20),
   render: () => renderFleet(1000),
+  newconn: newConnections,
 };
 
 /** `npm run bench` runs every section; `npm run bench -- drift failover` only those. */
