@@ -47,21 +47,26 @@ function gatewayNotes(r: StatusRow, now: Date): string[] {
 }
 
 /**
- * One line per link (an unreachable gateway: one line), then one note per gateway:
+ * One line per link (an unreachable gateway: one line), then one note per gateway. CARRIES: whether
+ * the variant in place gives the link new connections (a backup of a higher tier that is up waits
+ * with `no`); `-` when the daemon has recorded no variant.
  *
- *     GATEWAY  LINK  STATE  SINCE                      CONNS  SHARE
- *     gw1      isp1  up     2026-11-22 04:10:03Z (5m)  300    75.0 %
+ *     GATEWAY  LINK  TIER  STATE  CARRIES  SINCE                      CONNS  SHARE
+ *     gw1      isp1  1     up     yes      2026-11-22 04:10:03Z (5m)  300    75.0 %
+ *     gw1      lte   2     up     no       2026-11-22 04:10:03Z (5m)  0      0.0 %
  */
 export function statusTable(rows: StatusRow[], now: Date = new Date()): string {
   const withStack = rows.some((r) => r.stack);
-  const head = [...(withStack ? ["STACK"] : []), "GATEWAY", "LINK", "STATE", "SINCE", "CONNS", "SHARE"];
+  const head = [...(withStack ? ["STACK"] : []), "GATEWAY", "LINK", "TIER", "STATE", "CARRIES", "SINCE", "CONNS", "SHARE"];
   const cells = rows.flatMap((r) => {
     const lead = [...(withStack ? [r.stack ?? ""] : []), r.gateway];
-    if (!r.reachable) return [[...lead, "-", "unreachable", "", "", ""]];
+    if (!r.reachable) return [[...lead, "-", "", "unreachable", "", "", "", ""]];
     return r.links.map((l) => [
       ...lead,
       l.name,
+      String(l.tier),
       l.status,
+      l.carrying === null ? "-" : l.carrying ? "yes" : "no",
       l.since ? `${stamp(l.since)} (${age(now.getTime() - l.since.getTime())})` : "",
       l.connections === null ? "-" : String(l.connections),
       l.connections === null || !r.total ? "-" : `${(l.share * 100).toFixed(1)} %`, // no connections: no share
@@ -72,7 +77,10 @@ export function statusTable(rows: StatusRow[], now: Date = new Date()): string {
   return [line(head), ...cells.map(line), "", ...rows.flatMap((r) => gatewayNotes(r, now).map((n) => `  ${n}`))].join("\n");
 }
 
-/** 1 when a gateway could not be read, else 2 when a link is not up, a daemon not running or stale, or a problem found, else 0. */
+/**
+ * 1 when a gateway could not be read, else 2 when a link is not up, a daemon not running or stale,
+ * or a problem found, else 0. A backup that is up and carries nothing is as it should be.
+ */
 export function statusExitCode(rows: StatusRow[]): number {
   if (rows.some((r) => !r.reachable)) return 1;
   return rows.some((r) => r.daemon !== "running" || r.problems.length || r.links.some((l) => l.status !== "up")) ? 2 : 0;
@@ -82,6 +90,6 @@ export function addStatusCommand(cli: Command, setExitCode: (code: number) => vo
   withTargetOptions(
     cli
       .command("status")
-      .description("each gateway's links now: up or down and since when, open connections and their share (exit 0 all up, 2 a link down, the daemon stopped or stale, or a sysctl the rules need unset, 1 unreachable, not deployed or error)"),
+      .description("each gateway's links now: tier, up or down and since when, whether it takes new connections, open connections and their share (exit 0 all up, 2 a link down, the daemon stopped or stale, or a sysctl the rules need unset, 1 unreachable, not deployed or error)"),
   ).action(async (opts: TargetOptions) => setExitCode(await reportTargets(opts, statusAll, statusTable, statusExitCode)));
 }

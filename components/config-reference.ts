@@ -43,8 +43,9 @@ function range(min: number | undefined, max: number | undefined): string {
   return hi !== undefined ? `≤ ${hi}` : "";
 }
 
-/** Fields of an object, or of the objects in an array. */
-const objectOf = (n: Node): Node | undefined => (n.type === "object" ? n : n.items?.type === "object" ? n.items : undefined);
+/** Fields of an object, of the objects in an array, or of the object among a union's options. */
+const objectOf = (n: Node): Node | undefined =>
+  n.type === "object" ? n : n.items ? objectOf(n.items) : n.anyOf?.map(objectOf).find((o) => o !== undefined);
 /** Sections with the same fields (site and gateway `balance`) are documented once. */
 const fieldsKey = (n: Node) => JSON.stringify([n.properties, n.required]);
 const depth = (path: string) => path.split(".").length;

@@ -5,6 +5,8 @@ import { z } from "zod";
 import { parseCidr, parseIpv4, inSubnet, formatIpv4, type Subnet } from "./ipv4";
 import { noDotDot, ROOT_MAX_LENGTH, ROOT_PATTERN } from "./root-path";
 import { splitRuleCount } from "./split";
+import { stickyRuleCount } from "./sticky";
+import { carrying, carryingWeights } from "./tiers";
 import { TAR_NAME_MAX } from "./tar";
 import { HOST_KEY_LINE, hostKeyProblem } from "./host-key";
 
@@ -116,7 +118,8 @@ export const MAX_VARIANT_RULES = 25_000;
 /** The most links whose variants fit MAX_VARIANT_RULES at weight 1 (n links: n·2^(n-1) rules): 12. */
 export const MAX_LINKS = (() => {
   let n = 2;
-  while (n < 32 && variantRuleCount(Array(n + 1).fill(1)) <= MAX_VARIANT_RULES) n++;
+  const equal = (count: number) => Array.from({ length: count }, (_, i) => ({ name: `l${i}`, weight: 1, tier: 1 }));
+  while (n < 32 && variantRules(equal(n + 1), []).total <= MAX_VARIANT_RULES) n++;
   return n;
 })();
 const LINK_COUNT = `needs 2 to ${MAX_LINKS} links (the failover variants of ${MAX_LINKS + 1} exceed the budget of ${MAX_VARIANT_RULES} rules)`;
@@ -126,12 +129,19 @@ const VARIANT_FILE = (key: string) => `variants/${key}.rules`;
 /** Characters the link names may have together, joined by `+`, so every variant file name fits. */
 export const MAX_LINK_NAMES_LENGTH = TAR_NAME_MAX - VARIANT_FILE("").length;
 
+const weight = z.number().int().min(1).max(1000);
+const tier = z.number().int().min(1).max(16);
+
 const linkSchema = z.strictObject({
   name: linkName.describe("unique on the gateway; names the link's routing table (`mwan_<name>`) and balancing variants"),
   interface: interfaceName.describe("the uplink's interface (`eth1`, `ppp0`, …), unique on the gateway"),
   gateway: ipv4.optional().describe("next hop; omit for a device route (PPP)"),
   address: addressWithPrefix.optional().describe("SNAT source; with `/prefix`, `gateway` is checked against that subnet; omit to MASQUERADE"),
-  weight: z.number().int().min(1).max(1000).default(1).describe("the link's share of new connections is weight / sum of the live links' weights"),
+  weight: weight.default(1).describe("the link's share of new connections is weight / sum of the weights of the live links of its tier"),
+  tier: tier.default(1)
+    .describe("new connections go to the live links of the lowest tier that has one (1: primary); a link of a higher tier carries nothing while a better tier lives"),
+  failback: z.enum(["keep", "move"]).default("keep")
+    .describe("when a better tier comes back: `keep` lets this link's connections finish where they are, `move` deletes them from conntrack at once (metered backups): a UDP flow's next packets and a client's retries go to the better tier, a TCP connection breaks and its application reconnects there"),
   mark: z.number().int().min(1).max(255).optional()
     .describe("value of the link's mark byte: fwmark `mark << 8` under mask `0xff00`; default: the lowest unused value from 1, in link order"),
   table: z
@@ -188,7 +198,34 @@ const healthFields = {
   hookTimeout: z.number().int().min(1).max(300)
     .meta({ description: "seconds a link hook (`/etc/multiwan-hooks.d/*`) may run before it is killed and the next one runs", default: HEALTH_DEFAULTS.hookTimeout }),
 };
-const balancePartial = z.strictObject(balanceFields).partial();
+const policyMember = z.union([
+  linkName,
+  z.strictObject({
+    link: linkName.describe("the link"),
+    weight: weight.optional().describe("its weight in this policy; default the link's own"),
+    tier: tier.optional().describe("its tier in this policy; default the link's own"),
+  }),
+], { error: "must be a link name or { link, weight?, tier? }" });
+export const POLICY_DEFAULTS = { sticky: "connection" as const, whenDown: "default" as const };
+const policySchema = z.strictObject({
+  name: name.describe("unique on the gateway: the configuration's handle for the policy"),
+  match: z.strictObject({
+    sources: z.array(networkCidr).min(1).max(16).optional().describe("source networks (LAN clients); omitted: any"),
+    destinations: z.array(networkCidr).min(1).max(16).optional().describe("destination networks; omitted: any"),
+    protocols: z.array(protocol).min(1).optional().describe("protocols; omitted: any (with `ports`: tcp and udp)"),
+    ports: z.array(port).min(1).max(64).optional().describe("destination ports of tcp, udp or sctp; omitted: any"),
+    lanInterfaces: z.array(interfaceName).min(1).max(16).optional().describe("LAN interfaces the connection arrives on; omitted: any"),
+  }).describe("which new connections the policy takes: all of the given conditions (each a list: any of its items)"),
+  links: z.array(policyMember).min(1, "needs at least one member").max(MAX_LINKS).optional()
+    .describe("the members, each a link name or { link, weight?, tier? }; omitted: every link with its own weight and tier"),
+  sticky: z.enum(["connection", "source"]).optional()
+    .meta({ description: "`connection`: each new connection is balanced on its own; `source`: the connections this policy takes from one LAN address all use one link while it is up (addresses spread over the links by weight)", default: POLICY_DEFAULTS.sticky }),
+  whenDown: z.enum(["default", "unreachable"]).optional()
+    .meta({ description: "no member is up: `default` hands the connections to the default balancing, `unreachable` refuses them (ICMP unreachable) — for traffic that must never leave through another line", default: POLICY_DEFAULTS.whenDown }),
+});
+const balancePolicies = z.array(policySchema).max(16)
+  .describe("ordered traffic policies, first match wins; what none matches gets the default balancing (every link by its weight and tier, limited to `protocols`/`ports` when given); a gateway's list replaces the site's");
+const balancePartial = z.strictObject({ ...balanceFields, policies: balancePolicies }).partial();
 const healthPartial = z.strictObject(healthFields).partial();
 
 const HOST_KEY_REQUIRED = "is required to pin the host's SSH key (a line of `ssh-keyscan HOST`), or set insecureSkipHostKeyCheck: true";
@@ -277,9 +314,22 @@ type RawGateway = z.infer<typeof gatewaySchema>;
 export type GatewayInput = z.input<typeof gatewaySchema>;
 export type Connection = z.infer<typeof connectionSchema>;
 export type Link = z.infer<typeof linkSchema> & { mark: number; table: number };
-export type Balance = z.infer<typeof balancePartial> & typeof BALANCE_DEFAULTS & {
+/** A policy member with the link's own weight and tier filled in. */
+export interface PolicyMember {
+  link: string;
+  weight: number;
+  tier: number;
+}
+export type Policy = Omit<z.infer<typeof policySchema>, "links" | "sticky" | "whenDown"> & {
+  /** Undefined: every link, with its own weight and tier. */
+  members?: PolicyMember[];
+  sticky: "connection" | "source";
+  whenDown: "default" | "unreachable";
+};
+export type Balance = Omit<z.infer<typeof balancePartial>, "policies"> & typeof BALANCE_DEFAULTS & {
   protocols?: z.infer<typeof protocol>[];
   ports?: (number | string)[];
+  policies: Policy[];
 };
 export type Health = typeof HEALTH_DEFAULTS;
 /** One gateway with every default filled in and site-level settings merged. */
@@ -368,15 +418,21 @@ export const CROSS_FIELD_RULES = [
   "`check.reliability` is at most the number of `check.targets`.",
   "`balance.ports` only with `balance.protocols` among tcp, udp and sctp.",
   "`health.timeout` ≤ `health.interval` × `health.down`, after site and gateway settings are merged.",
-  `The failover variants (one per non-empty set of live links, each a split whose rules depend on the weights' ratios) hold at most ${MAX_VARIANT_RULES} rules: ${MAX_LINKS} links of weight 1 fit, ${MAX_LINKS + 1} do not.`,
+  `The failover variants (one per non-empty set of live links, each with the splits of the default balancing and of every policy, whose rules depend on the weights' ratios) hold at most ${MAX_VARIANT_RULES} rules: ${MAX_LINKS} links of weight 1 fit, ${MAX_LINKS + 1} do not.`,
+  "Policy names are unique on a gateway; a policy's members are links of the gateway, each once; `whenDown` needs `links`; `match.lanInterfaces` are LAN interfaces; `match.ports` only with `match.protocols` among tcp, udp and sctp. A gateway's `balance.policies` replaces the site's.",
   `The link names joined by \`+\` have at most ${MAX_LINK_NAMES_LENGTH} characters: each set of live links is a file \`variants/<names>.rules\` in the bundle, and a tar entry's name holds ${TAR_NAME_MAX} bytes.`,
 ];
 
 function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: string, problems: Problem[]): Gateway {
-  const balance = { ...BALANCE_DEFAULTS, ...site.balance, ...gw.balance } as Balance;
+  const merged = { ...BALANCE_DEFAULTS, ...site.balance, ...gw.balance };
   const health = { ...HEALTH_DEFAULTS, ...site.health, ...gw.health };
   const links = assignMarksAndTables(gw.links);
   const problem = (path: string, message: string) => problems.push({ path: `${at}.${path}`, message });
+  // Policies come from the gateway's balance or, without one there, the site's: report them there.
+  const policyProblem = gw.balance?.policies
+    ? (path: string, message: string) => problem(`balance.policies${path}`, message)
+    : (path: string, message: string) => problems.push({ path: `balance.policies${path}`, message: `${message} (on gateway ${gw.name})` });
+  const balance = { ...merged, policies: resolvePolicies(merged.policies ?? [], links, gw.lan.interfaces, policyProblem) } as Balance;
 
   for (const i of duplicates(links.map((l) => l.name))) problem(`links[${i}].name`, `duplicate link name "${links[i].name}"`);
   for (const i of duplicates(links.map((l) => l.interface)))
@@ -420,9 +476,13 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
   if (health.timeout > health.interval * health.down)
     problem("health.timeout", `must not exceed interval × down (${health.interval * health.down} s)`);
 
-  const variantRules = variantRuleCount(links.map((l) => l.weight), MAX_VARIANT_RULES);
-  if (variantRules > MAX_VARIANT_RULES)
+  const budget = variantRules(links, balance.policies);
+  if (budget.links > MAX_VARIANT_RULES) {
     problem("links", `the ${links.length} links' failover variants would need more than ${MAX_VARIANT_RULES} rules: use fewer links, or weights in simpler ratios (rounded to multiples of 10, say)`);
+  } else if (budget.total > MAX_VARIANT_RULES) {
+    const worst = budget.policies.indexOf(Math.max(...budget.policies));
+    policyProblem(`[${worst}]`, `its rules in the failover variants take them past ${MAX_VARIANT_RULES} rules: give it fewer members, weights in simpler ratios, or \`sticky: connection\``);
+  }
   const names = links.map((l) => l.name).join("+");
   if (names.length > MAX_LINK_NAMES_LENGTH)
     problem("links", `the link names are too long together: the all-links variant file ${VARIANT_FILE(names)} would be ${VARIANT_FILE(names).length} bytes, over the ${TAR_NAME_MAX}-byte limit of a tar entry name: shorten them to at most ${MAX_LINK_NAMES_LENGTH} characters in total, counting a + between names (now ${names.length})`);
@@ -451,13 +511,63 @@ function assignMarksAndTables(links: RawGateway["links"]): Link[] {
   });
 }
 
-/** Rules over all live-link subsets (each subset's split, planSplit); counting stops past `limit`. */
-export function variantRuleCount(weights: number[], limit = Infinity): number {
-  let total = 0;
-  for (let mask = 1; mask < 1 << weights.length && total <= limit; mask++) {
-    total += splitRuleCount(weights.map((w, i) => (mask & (1 << i) ? w : 0)));
+/**
+ * Policies with their members resolved to { link, weight, tier }; problems of their own (names,
+ * members, interfaces, ports) reported through `problem` with a path below `balance.policies`.
+ */
+function resolvePolicies(raw: z.infer<typeof balancePolicies>, links: Link[], lanInterfaces: string[], problem: (path: string, message: string) => void): Policy[] {
+  for (const i of duplicates(raw.map((p) => p.name))) problem(`[${i}].name`, `duplicate policy name "${raw[i].name}"`);
+  return raw.map((p, i) => {
+    const { links: given, sticky = POLICY_DEFAULTS.sticky, whenDown, ...rest } = p;
+    if (whenDown !== undefined && given === undefined)
+      problem(`[${i}].whenDown`, "needs `links`: without members the policy uses every link, so there is nothing to fall back from");
+    const { ports, protocols, lanInterfaces: ifaces } = p.match;
+    if (ports && protocols?.some((x) => x !== "tcp" && x !== "udp" && x !== "sctp"))
+      problem(`[${i}].match.ports`, "ports apply only to tcp, udp and sctp: remove the other protocols or the ports");
+    ifaces?.forEach((name, j) => {
+      if (!lanInterfaces.includes(name)) problem(`[${i}].match.lanInterfaces[${j}]`, `"${name}" is not a LAN interface (lan.interfaces: ${lanInterfaces.join(", ")})`);
+    });
+    const members = given?.flatMap((m, j) => {
+      const spec = typeof m === "string" ? { link: m } : m;
+      const link = links.find((l) => l.name === spec.link);
+      if (!link) {
+        problem(`[${i}].links[${j}]`, `unknown link "${spec.link}" (links: ${links.map((l) => l.name).join(", ")})`);
+        return [];
+      }
+      return [{ link: link.name, weight: spec.weight ?? link.weight, tier: spec.tier ?? link.tier }];
+    });
+    if (given) for (const j of duplicates(given.map((m) => (typeof m === "string" ? m : m.link)))) problem(`[${i}].links[${j}]`, "the link is already a member");
+    return { ...rest, ...(members ? { members } : {}), sticky, whenDown: whenDown ?? POLICY_DEFAULTS.whenDown };
+  });
+}
+
+type TieredLink = { name: string; weight: number; tier: number };
+
+/**
+ * Rules of the balancing chains over all live-link subsets: the default split of each (planSplit
+ * over the live links of its best tier) and each policy's. Counting stops past MAX_VARIANT_RULES.
+ */
+export function variantRules(links: TieredLink[], policies: Policy[]): { total: number; links: number; policies: number[] } {
+  const everyLink = links.map((l) => ({ link: l.name, weight: l.weight, tier: l.tier }));
+  const liveSets = Array.from({ length: (1 << links.length) - 1 }, (_, i) => new Set(links.filter((_, k) => (i + 1) & (1 << k)).map((l) => l.name)));
+  // No member live: one rule, the policy's fallback.
+  const rules = (members: PolicyMember[], sticky: Policy["sticky"], live: Set<string>) =>
+    !carrying(members, live).length ? 1 : sticky === "source" ? stickyRuleCount(members, live) : splitRuleCount(carryingWeights(links, members, live));
+  const count = { total: 0, links: 0, policies: policies.map(() => 0) };
+  for (const live of liveSets) {
+    if (count.links > MAX_VARIANT_RULES) break;
+    count.links += rules(everyLink, "connection", live);
   }
-  return total;
+  count.total = count.links;
+  policies.forEach((p, i) => {
+    for (const live of liveSets) {
+      if (count.total > MAX_VARIANT_RULES) return;
+      const n = rules(p.members ?? everyLink, p.sticky, live);
+      count.policies[i] += n;
+      count.total += n;
+    }
+  });
+  return count;
 }
 
 

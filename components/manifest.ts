@@ -23,6 +23,9 @@ export interface ManifestLink {
   tableName: string;
   /** Addresses the health daemon pings through the link. */
   targets: string[];
+  /** New connections go to the live links of the lowest tier with one. */
+  tier: number;
+  failback: "keep" | "move";
 }
 
 export interface Manifest {
@@ -42,8 +45,12 @@ export interface Manifest {
   markMask: string;
   /** Balancing variants, each in `variants/<key>.rules`. */
   variants: string[];
-  /** The mangle chains each variant fills (the split's chains): the ones a daemon swap rewrites. */
+  /** The mangle chains each variant fills (the splits' chains): the ones a daemon swap rewrites. */
   balanceChains: string[];
+  /** Per variant, the links that take new connections in it (config order). */
+  carrying: Record<string, string[]>;
+  /** The routing table of the route to nowhere (policies that refuse when no member is up). */
+  unreachable?: { table: number; tableName: string };
   /** Absolute paths on the gateway (under root) of everything apply.sh and the daemon write. */
   paths: Layout;
   /** Unit names: bundle files installed into `paths.unitDir`. */
@@ -75,11 +82,15 @@ export function planManifest(plan: Plan): Manifest {
       table: l.table,
       tableName: l.tableName,
       targets: l.targets.split(" "),
+      tier: l.tier,
+      failback: l.failback,
     })),
     priorities: { ...plan.priorities, from: byLink((l) => l.fromPriority), fwmark: byLink((l) => l.fwmarkPriority) },
     markMask: plan.mask,
     variants: plan.variants.map((v) => v.key),
     balanceChains: plan.balanceChains,
+    carrying: Object.fromEntries(plan.variants.map((v) => [v.key, v.carrying])),
+    ...(plan.unreachable ? { unreachable: { table: plan.unreachable.table, tableName: plan.unreachable.tableName } } : {}),
     paths: Object.fromEntries(Object.entries(plan.layout).map(([key, path]) => [key, under(plan.root, path)])) as Layout,
     units: plan.units,
     hooks: plan.hooks.all,
@@ -131,6 +142,7 @@ export function readManifest(files: Bundle): Manifest {
   if (!Number.isInteger(first) || !Number.isInteger(last)) throw invalid("priorities.owned", m.priorities?.owned);
   if (!Array.isArray(m.variants)) throw invalid("variants", m.variants);
   m.balanceChains ??= ["MWAN-BALANCE"]; // bundles from before the split had chains of its own
+  if (m.unreachable !== undefined && !Number.isInteger(m.unreachable?.table)) throw invalid("unreachable", m.unreachable);
   if (!m.balanceChains.every((c) => typeof c === "string" && /^MWAN-[A-Z0-9-]+$/.test(c))) throw invalid("balanceChains", m.balanceChains);
   // Read by status and drift; a bundle from before they were recorded cannot be checked for them.
   if (!Array.isArray(m.sysctls) || !Number.isFinite(m.health?.interval) || !(m.health.interval > 0)) {

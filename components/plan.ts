@@ -1,9 +1,9 @@
 // The planner: pure functions from a resolved gateway config to the view model every template
 // prints. All decisions (marks, tables, priorities, the split, variants, NAT) are made here.
 import { RESULT_TAG } from "./apply-result";
-import { type Gateway, type Health, type Link } from "./config";
+import { RESERVED_TABLES, type Gateway, type Health, type Link, type Policy } from "./config";
 import { LAYOUT, UNITS, under, type Layout } from "./layout";
-import { planSplit, type SplitRule } from "./split";
+import { BALANCE_CHAIN, planVariants, policyChain, type Variant } from "./variants";
 
 /** Our bits of the packet/conntrack mark: host rules may use the others. */
 export const MARK_MASK = 0xff00;
@@ -27,6 +27,10 @@ export interface PlannedLink {
   route: string;
   /** The chain that marks a connection for this link: where the split's rules jump. */
   markChain: string;
+  /** New connections go to the live links of the lowest tier with one. */
+  tier: number;
+  weight: number;
+  failback: "keep" | "move";
   /** The mark as one number (`ping -m`, `conntrack --mark`). */
   markValue: number;
   /** The link's value of the mark byte (config `mark`): markValue without the mask's zero bits. */
@@ -42,30 +46,7 @@ export interface PlannedLink {
   natTarget: string;
 }
 
-/** The chain new connections to balance enter; the split's other chains are `MWAN-BALANCE-<n>`. */
-export const BALANCE_CHAIN = "MWAN-BALANCE";
-
-export interface BalanceRule {
-  /** The statistic match with a trailing space, or "" for the rule that takes what is left. */
-  match: string;
-  /** `-g <chain>` (a chain of the split, or a link's mark chain), or `-j MARK …` in place. */
-  target: string;
-}
-
-export interface BalanceChain {
-  name: string;
-  rules: BalanceRule[];
-}
-
-export interface Variant {
-  /** Live links joined by `+` in config order, or `none`: the file name the daemon picks. */
-  key: string;
-  live: string[];
-  /** Every balancing chain of the plan, in `Plan.balanceChains` order; those this split does not use are empty. */
-  chains: BalanceChain[];
-  /** Rules a new connection walks through the split (its MARK included): worst and mean. */
-  walk: { worst: number; mean: number };
-}
+export { BALANCE_CHAIN, type BalanceChain, type BalanceRule, type Variant } from "./variants";
 
 export interface Hook {
   table: "mangle" | "nat";
@@ -98,8 +79,14 @@ export interface Plan {
   lanNetworks: string[];
   /** Destinations never balanced: the LAN networks, then `balance.exclude`. */
   bypass: string[];
-  /** iptables match prefixes (with a trailing space), each selecting new connections to balance; "" = all. */
-  select: string[];
+  /** MWAN-CLASSIFY after the bypass: each policy's matches (first match wins), then the default selection. */
+  classify: { match: string; target: string }[];
+  /**
+   * The mark, table and rule that route a connection nowhere, for policies that refuse: `prohibit`
+   * answers with an ICMP error both TCP and connected UDP sockets take as fatal (an `unreachable`
+   * route's host-unreachable is soft: a UDP client would only time out).
+   */
+  unreachable?: { fwmark: string; table: number; tableName: string; priority: number };
   /** PREROUTING: a NEW connection arriving on a link is marked for that link (inbound stickiness). */
   inbound: PlannedLink[];
   /** OUTPUT: gateway-originated traffic is classified and balanced too. */
@@ -121,43 +108,6 @@ export interface Plan {
   balance: Variant;
   /** One per non-empty set of live links, plus `none` (every link down). */
   variants: Variant[];
-}
-
-const splitChainName = (id: number) => (id === 0 ? BALANCE_CHAIN : `${BALANCE_CHAIN}-${id}`);
-
-/** One live-link set's split (planSplit) as rules: links by their mark chains, chains by name. */
-function planVariant(links: PlannedLink[], weights: number[], live: number[]): Omit<Variant, "key" | "live"> {
-  const split = planSplit(weights.map((w, i) => (live.includes(i) ? w : 0)));
-  const target = (r: SplitRule) => {
-    if ("chain" in r.to) return `-g ${splitChainName(r.to.chain)}`;
-    // The rule that takes what is left ends its chain: it can mark in place.
-    return r.every ? `-g ${links[r.to.link].markChain}` : `-j MARK --set-xmark ${links[r.to.link].fwmark}`;
-  };
-  return {
-    chains: split.chains.map((c, id) => ({
-      name: splitChainName(id),
-      rules: c.rules.map((r) => ({ match: r.every ? `-m statistic --mode nth --every ${r.every} --packet 0 ` : "", target: target(r) })),
-    })),
-    walk: split.walk,
-  };
-}
-
-function planVariants(links: PlannedLink[], weights: number[], lastResort: "all" | "main"): Variant[] {
-  const variants: Variant[] = [];
-  for (let mask = 1; mask < 1 << links.length; mask++) {
-    const live = links.map((_, i) => i).filter((i) => mask & (1 << i));
-    variants.push({ key: live.map((i) => links[i].name).join("+"), live: live.map((i) => links[i].name), ...planVariant(links, weights, live) });
-  }
-  // Every link down: probes can all fail because the targets (not the links) are gone, so "all"
-  // keeps balancing as if every link were up; "main" leaves new connections to the main table.
-  const all = variants[variants.length - 1];
-  variants.push({ key: "none", live: [], ...(lastResort === "all" ? { chains: all.chains, walk: all.walk } : { chains: [], walk: { worst: 0, mean: 0 } }) });
-  // One chain set for all: a swap to a variant with fewer chains empties the others.
-  const count = Math.max(...variants.map((v) => v.chains.length));
-  for (const v of variants) {
-    v.chains = Array.from({ length: count }, (_, id) => v.chains[id] ?? { name: splitChainName(id), rules: [] });
-  }
-  return variants;
 }
 
 /** Port lists as multiport fragments: at most 15 ports per rule, a range counting as two. */
@@ -195,6 +145,9 @@ function planLink(link: Link, position: number): PlannedLink {
     interface: link.interface,
     fwmark: `${hex(link.mark << 8)}/${hex(MARK_MASK)}`,
     markChain: `MWAN-MARK-${position + 1}`,
+    tier: link.tier,
+    weight: link.weight,
+    failback: link.failback,
     table: link.table,
     tableName: `mwan_${link.name}`,
     route: `default ${link.gateway ? `via ${link.gateway} ` : ""}dev ${link.interface} table ${link.table}`,
@@ -209,11 +162,33 @@ function planLink(link: Link, position: number): PlannedLink {
   };
 }
 
+/** The lowest mark byte and table no link uses, for the route to nowhere. */
+function planUnreachable(links: Link[]): Plan["unreachable"] {
+  let markByte = 1;
+  while (links.some((l) => l.mark === markByte)) markByte++;
+  let table = 101;
+  while (links.some((l) => l.table === table) || RESERVED_TABLES.includes(table)) table++;
+  return { fwmark: `${hex(markByte << 8)}/${hex(MARK_MASK)}`, table, tableName: "mwan_unreachable", priority: PRIORITY.fwmark + links.length };
+}
+
+/** A policy's matches as MWAN-CLASSIFY rule prefixes: every combination of its lists, in iptables-save's order. */
+function policyMatches(policy: Policy): string[] {
+  const { sources, destinations, lanInterfaces, protocols, ports } = policy.match;
+  const each = (list: string[] | undefined, option: string) => (list ? list.map((x) => `${option} ${x} `) : [""]);
+  return each(sources, "-s").flatMap((s) =>
+    each(destinations, "-d").flatMap((d) => each(lanInterfaces, "-i").flatMap((i) => planSelect(protocols, ports).map((p) => s + d + i + p))),
+  );
+}
+
 export function planGateway(gw: Gateway): Plan {
   const links = gw.links.map((l, i) => planLink(l, i));
-  const weights = gw.links.map((l) => l.weight);
   const { balance } = gw;
-  const variants = planVariants(links, weights, balance.lastResort);
+  const unreachable = balance.policies.some((p) => p.whenDown === "unreachable") ? planUnreachable(gw.links) : undefined;
+  const variants = planVariants(links, balance.policies, balance.lastResort, unreachable?.fwmark);
+  const classify = [
+    ...balance.policies.flatMap((p, i) => policyMatches(p).map((match) => ({ match, target: policyChain(i + 1) }))),
+    ...planSelect(balance.protocols, balance.ports).map((match) => ({ match, target: BALANCE_CHAIN })),
+  ];
 
   // Matches in iptables-save's own order (-s, -o, then -m), so the saved chain reads as rendered.
   const nat = links.flatMap((l) => [
@@ -228,11 +203,16 @@ export function planGateway(gw: Gateway): Plan {
     `rule add pref ${PRIORITY.suppressMain} lookup main suppress_prefixlength 0`,
     ...links.flatMap((l) => (l.fromPriority ? [`rule add pref ${l.fromPriority} from ${l.address} lookup ${l.table}`] : [])),
     ...links.map((l) => `rule add pref ${l.fwmarkPriority} fwmark ${l.fwmark} lookup ${l.table}`),
+    ...(unreachable ? [`rule add pref ${unreachable.priority} fwmark ${unreachable.fwmark} lookup ${unreachable.table}`] : []),
   ];
-  const ipRoutes = links.map((l) => `route replace ${l.route}`);
+  const ipRoutes = [
+    ...links.map((l) => `route replace ${l.route}`),
+    ...(unreachable ? [`route replace prohibit default table ${unreachable.table}`] : []),
+  ];
   const ipUndo = [
     ...ipRules.map((r) => r.replace(/^rule add/, "rule del")),
     ...links.map((l) => `route flush table ${l.table}`),
+    ...(unreachable ? [`route flush table ${unreachable.table}`] : []),
   ];
 
   return {
@@ -248,7 +228,8 @@ export function planGateway(gw: Gateway): Plan {
     lanInterfaces: gw.lan.interfaces,
     lanNetworks: gw.lan.networks,
     bypass: [...gw.lan.networks, ...balance.exclude],
-    select: planSelect(balance.protocols, balance.ports),
+    classify,
+    unreachable,
     inbound: balance.inboundSticky ? links : [],
     local: balance.local,
     pinnedSources: balance.local

@@ -52,7 +52,7 @@ export function probeCommand(p: GatewayProbe): string {
     section("iptables mangle", "iptables-save -t mangle"),
     section("iptables nat", "iptables-save -t nat"),
     section("ip rule", "ip rule show"),
-    ...m.links.map((l) => section(`route ${l.table}`, `ip route show table ${l.table} 2>/dev/null`)),
+    ...[...m.links, ...(m.unreachable ? [m.unreachable] : [])].map((l) => section(`route ${l.table}`, `ip route show table ${l.table} 2>/dev/null`)),
     section("rt_tables", `cat ${m.paths.rtTables} 2>/dev/null`),
     section("files", `cd ${m.paths.installDir} 2>/dev/null && find . -type f | sort | xargs -r sha256sum`),
     section("system files", `sha256sum ${systemFiles(m).map((f) => f.path).join(" ")} 2>/dev/null`),

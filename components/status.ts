@@ -19,6 +19,9 @@ export interface LinkStatus {
   connections: number | null;
   /** connections / total, 0..1 (0 when nothing is open). */
   share: number;
+  tier: number;
+  /** Whether the variant in place gives it new connections; null when that is not known. */
+  carrying: boolean | null;
 }
 
 export interface GatewayStatus {
@@ -57,9 +60,9 @@ export const STALE_ROUNDS = 5;
 export const STALE_FLOOR_MS = 2000;
 export const staleAfterMs = (intervalSeconds: number) => Math.max(STALE_ROUNDS * intervalSeconds * 1000, STALE_FLOOR_MS);
 
-/** Name and mark byte of each link, in config order, from the bundle's manifest. */
-export function statusLinks(files: Bundle): { name: string; markByte: number }[] {
-  return readManifest(files).links.map(({ name, markByte }) => ({ name, markByte }));
+/** Name, mark byte and tier of each link, in config order, from the bundle's manifest. */
+export function statusLinks(files: Bundle): { name: string; markByte: number; tier: number }[] {
+  return readManifest(files).links.map(({ name, markByte, tier }) => ({ name, markByte, tier: tier ?? 1 }));
 }
 
 /** A conntrack mark → the value of our mark byte in it (the bits of the manifest's mask, shifted down). */
@@ -117,7 +120,8 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
   const conntrack = ct !== undefined && ct[0] !== "unavailable";
 
   const planned = statusLinks(files);
-  const links = planned.map(({ name, markByte }): LinkStatus => {
+  const carried = typeof state.variant === "string" ? manifest.carrying?.[state.variant] : undefined;
+  const links = planned.map(({ name, markByte, tier }): LinkStatus => {
     const s = state.links?.find((l) => l.name === name);
     return {
       name,
@@ -125,6 +129,8 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
       since: date(s?.since),
       connections: conntrack ? (counts.get(markByte) ?? 0) : null,
       share: 0,
+      tier,
+      carrying: carried ? carried.includes(name) : null,
     };
   });
   const total = links.reduce((sum, l) => sum + (l.connections ?? 0), 0);
@@ -176,8 +182,8 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
   };
 }
 
-function unreachable(links: { name: string }[], error: string): GatewayStatus {
-  const unknown = links.map(({ name }) => ({ name, status: "unknown" as const, since: null, connections: null, share: 0 }));
+function unreachable(links: { name: string; tier: number }[], error: string): GatewayStatus {
+  const unknown = links.map(({ name, tier }) => ({ name, status: "unknown" as const, since: null, connections: null, share: 0, tier, carrying: null }));
   return { reachable: false, error, daemon: "unknown", updated: null, stateAgeMs: null, links: unknown, total: 0, other: 0, problems: [] };
 }
 
@@ -187,7 +193,7 @@ function unreachable(links: { name: string }[], error: string): GatewayStatus {
  * without it nothing can be read, and a status that looked fine would hide that.
  */
 export async function gatewayStatus(target: SshTarget, inputs: GatewayProbe): Promise<GatewayStatus> {
-  let links: { name: string }[];
+  let links: ReturnType<typeof statusLinks>;
   try {
     links = statusLinks(inputs.files);
   } catch (e) {

@@ -9,7 +9,8 @@
 // Modes:
 //   serve    TCP servers that first write the peer address they see, then echo each line prefixed
 //            with it; UDP sockets that answer each datagram with "<peer> <payload>".
-//   connect  n short TCP connections, each reading the first line (the address the server saw).
+//   connect  n short TCP connections, each reading the first line (the address the server saw);
+//            with protocol "udp", n UDP exchanges, each one datagram from a socket of its own.
 //   longlived  count TCP connections exchanging a numbered line every intervalMs.
 //   udpflow  one UDP socket (one source port) sending a numbered datagram every intervalMs.
 
@@ -140,6 +141,33 @@ function connectOnce({ dst, port, src, connectTimeoutMs, exchange }) {
   });
 }
 
+/**
+ * One UDP exchange, the datagram counterpart of connectOnce: a fresh socket sends one datagram and
+ * resolves on the echo (ok) or on failure/timeout. The socket is connected, so that the ICMP errors
+ * Linux reports to UDP (port unreachable, prohibited; not host unreachable) fail it at once.
+ */
+function udpOnce({ dst, port, src, connectTimeoutMs }) {
+  return new Promise((resolve) => {
+    const startedAt = Date.now();
+    const sock = dgram.createSocket("udp4");
+    let done = false;
+    const finish = (seenAs, error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.close();
+      const result = { ok: !error, connected: !error, seenAs, startedAt, ms: Date.now() - startedAt };
+      if (error) result.error = error;
+      resolve(result);
+    };
+    const timer = setTimeout(() => finish(null, "timeout waiting for the echo"), connectTimeoutMs);
+    const failed = (e) => e && finish(null, e.code || e.message);
+    sock.on("error", failed);
+    sock.on("message", (msg) => finish(msg.toString().split(" ")[0]));
+    sock.bind({ address: src || "0.0.0.0", port: 0 }, () => sock.connect(port, dst, (e) => (e ? failed(e) : sock.send("hello", failed))));
+  });
+}
+
 async function connectMany(o) {
   const { n, concurrency = 20, ratePerSec, durationLimitMs = 60_000 } = o;
   const results = new Array(n);
@@ -150,12 +178,13 @@ async function connectMany(o) {
   const worker = async () => {
     while (next < n && !stopping) {
       const i = next++;
+      const src = (o.sources ? o.sources[i % o.sources.length] : o.src) || null;
       if (ratePerSec) await sleep(Math.min(t0 + (i * 1000) / ratePerSec, deadline) - Date.now());
       if (Date.now() >= deadline || stopping) {
-        results[i] = { ok: false, connected: false, seenAs: null, startedAt: Date.now(), ms: 0, error: "not started: duration limit" };
+        results[i] = { ok: false, connected: false, seenAs: null, src, startedAt: Date.now(), ms: 0, error: "not started: duration limit" };
         continue;
       }
-      results[i] = await connectOnce(o);
+      results[i] = { ...(await (o.protocol === "udp" ? udpOnce : connectOnce)({ ...o, src })), src };
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, n)) }, worker));

@@ -12,6 +12,8 @@ import { labGateway } from "./site";
 
 export interface LabSiteOptions {
   weights?: number[];
+  /** More fields of each link, by position (e.g. `{ tier: 2, failback: "move" }`). */
+  links?: (Record<string, unknown> | undefined)[];
   balance?: Record<string, unknown>;
   health?: Record<string, unknown>;
 }
@@ -19,7 +21,8 @@ export interface LabSiteOptions {
 /** A site config for the lab's gateway: every lab link, SNAT to its address, probes to the server. */
 export function labSite(lab: Lab, o: LabSiteOptions = {}) {
   const gw = labGateway(lab, "labgw", { host: "198.18.200.2", insecureSkipHostKeyCheck: true }, o.weights);
-  return { gateways: [{ ...gw, ...(o.balance ? { balance: o.balance } : {}), ...(o.health ? { health: o.health } : {}) }] };
+  const links = gw.links.map((l, i) => ({ ...l, ...o.links?.[i] }));
+  return { gateways: [{ ...gw, links, ...(o.balance ? { balance: o.balance } : {}), ...(o.health ? { health: o.health } : {}) }] };
 }
 
 export function renderLabBundle(site: unknown): Bundle {

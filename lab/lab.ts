@@ -14,6 +14,7 @@ import { BackgroundProcess } from "./background";
 import { isRunning, nsArgv, run, type ExecOptions, type ExecResult } from "./exec";
 import {
   BROKEN_RULE,
+  CLIENT_IF,
   DEFAULT_TCP_PORTS,
   DEFAULT_UDP_PORTS,
   SERVER_ADDRESSES,
@@ -74,6 +75,8 @@ export class Lab {
   /** Every process the lab started that may still run: agents and spawn()ed ones. */
   private readonly processes = new Set<BackgroundProcess>();
   private readonly broken = new Set<string>();
+  /** Client addresses addClientAddresses added so far. */
+  private addedClients = 0;
   private readonly created: string[] = [];
   private destroyed = false;
   private scratch = "";
@@ -171,6 +174,21 @@ export class Lab {
     if (!this.broken.has(link)) return;
     await run(nsArgv(ns, ["iptables", "-D", "FORWARD", ...BROKEN_RULE]), { check: true });
     this.broken.delete(link);
+  }
+
+  /**
+   * `count` more client addresses on the LAN, from .10 up (lanInfo's own are .2-.9): the sources of
+   * many LAN clients (ConnectOptions.sources). They go with the lab.
+   */
+  async addClientAddresses(count: number): Promise<string[]> {
+    const first = 10 + this.addedClients;
+    if (!Number.isInteger(count) || count < 1 || first + count > 255) throw new Error(`no room for ${count} more client addresses on the LAN`);
+    const base = this.lanInfo.gatewayAddress.replace(/\.\d+$/, "");
+    const addresses = Array.from({ length: count }, (_, i) => `${base}.${first + i}`);
+    const lines = addresses.map((a) => `addr add ${a}/${this.lanInfo.network.split("/")[1]} dev ${CLIENT_IF}\n`).join("");
+    await run(["ip", "-n", this.ns.lan, "-batch", "-"], { input: lines, check: true });
+    this.addedClients += count;
+    return addresses;
   }
 
   /** The link whose gateway address this is, else null. */

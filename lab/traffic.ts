@@ -34,17 +34,27 @@ export interface ConnectOptions extends FromOption {
   connectTimeoutMs?: number;
   /** Source address (e.g. one of lab.lanInfo's client addresses). Default: the kernel's choice. */
   src?: string;
+  /** Connection i binds sources[i % sources.length]: many LAN clients from one agent. Overrides src. */
+  sources?: string[];
+  /**
+   * "udp": each connection is one datagram from a socket of its own (a new UDP flow) answered by
+   * the server's echo. An ICMP error Linux reports to a UDP socket fails it at once (port
+   * unreachable: ECONNREFUSED, prohibited: EHOSTUNREACH); a host unreachable is not one. Default "tcp".
+   */
+  protocol?: "tcp" | "udp";
   /** Stop starting new connections after this long. Default 60 000. */
   durationLimitMs?: number;
 }
 
 export interface ConnectionResult {
   ok: boolean;
-  /** The TCP handshake completed (ok additionally needs the server's first line). */
+  /** The TCP handshake completed (ok additionally needs the server's first line); UDP: the echo came. */
   connected: boolean;
   link: LinkName | null;
   /** The client address the server saw. */
   seenAs: string | null;
+  /** The source address the connection was bound to (src, sources); null: the kernel's choice. */
+  src: string | null;
   /** Epoch ms (same clock as Date.now() in the test). */
   startedAt: number;
   ms: number;
@@ -55,6 +65,7 @@ interface RawConnection {
   ok: boolean;
   connected: boolean;
   seenAs: string | null;
+  src: string | null;
   startedAt: number;
   ms: number;
   error?: string;
@@ -81,6 +92,8 @@ export async function openConnections(ctx: TrafficContext, n: number, o: Connect
     ratePerSec: o.ratePerSec,
     connectTimeoutMs: o.connectTimeoutMs ?? 1000,
     src: o.src,
+    sources: o.sources,
+    protocol: o.protocol ?? "tcp",
     durationLimitMs: o.durationLimitMs ?? 60_000,
   };
   // Worst case: the duration limit, then the last connections time out and close.

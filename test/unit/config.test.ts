@@ -23,6 +23,9 @@ const link = (s: any, i: number) => s.gateways[0].links[i];
 /** `n` links like the fixture's second, named and on interfaces of their own. */
 const links = (s: any, n: number, name = (i: number) => `l${i}`) =>
   Array.from({ length: n }, (_, i) => ({ ...link(s, 1), name: name(i), interface: `w${i}` }));
+/** A policy pinning SIP to isp2, with `over` changed (a key set to undefined is left out). */
+const policy = (over: Record<string, unknown> = {}) =>
+  JSON.parse(JSON.stringify({ name: "voip", match: { protocols: ["udp"], ports: [5060] }, links: ["isp2"], ...over }));
 /** A link name of `length` characters, distinct per `i`. */
 const longName = (i: number, length = 15) => `${String.fromCharCode(97 + i)}${"x".repeat(length - 1)}`;
 
@@ -122,6 +125,33 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
   ["health timeout too long", (s) => (gw(s).health = { interval: 0.5, down: 2, timeout: 5 }), "gateways[0].health.timeout", /interval × down/],
   ["hook timeout 0", (s) => (gw(s).health = { hookTimeout: 0 }), "gateways[0].health.hookTimeout", /too small|>=/],
   ["flushConntrack as text", (s) => (s.health = { flushConntrack: "yes" }), "health.flushConntrack", /expected boolean/],
+  ["tier 0", (s) => (link(s, 0).tier = 0), "gateways[0].links[0].tier", /too small|>=/],
+  ["tier 17", (s) => (link(s, 1).tier = 17), "gateways[0].links[1].tier", /too big|<=/],
+  ["tier 1.5", (s) => (link(s, 1).tier = 1.5), "gateways[0].links[1].tier", /expected int/],
+  ["failback later", (s) => (link(s, 1).failback = "later"), "gateways[0].links[1].failback", /"keep"\|"move"|keep.*move/],
+  ["policy naming an unknown link", (s) => (gw(s).balance = { policies: [policy({ links: ["isp2", "isp9"] })] }), "gateways[0].balance.policies[0].links[1]",
+    /unknown link "isp9" \(links: isp1, isp2\)/],
+  ["duplicate policy name", (s) => (gw(s).balance = { policies: [policy(), policy({ match: { protocols: ["tcp"] } })] }), "gateways[0].balance.policies[1].name",
+    /duplicate policy name "voip"/],
+  ["whenDown without links", (s) => (gw(s).balance = { policies: [policy({ links: undefined, whenDown: "unreachable" })] }), "gateways[0].balance.policies[0].whenDown",
+    /needs `links`/],
+  ["policy with no members", (s) => (gw(s).balance = { policies: [policy({ links: [] })] }), "gateways[0].balance.policies[0].links", /needs at least one member/],
+  ["policy member listed twice", (s) => (gw(s).balance = { policies: [policy({ links: ["isp1", "isp2", { link: "isp1", weight: 2 }] })] }),
+    "gateways[0].balance.policies[0].links[2]", /already a member/],
+  ["policy member of another shape", (s) => (gw(s).balance = { policies: [policy({ links: [{ name: "isp1" }] })] }), "gateways[0].balance.policies[0].links[0]",
+    /link name or \{ link, weight\?, tier\? \}/],
+  ["policy member tier 0", (s) => (gw(s).balance = { policies: [policy({ links: [{ link: "isp1", tier: 0 }] })] }), "gateways[0].balance.policies[0].links[0].tier", /too small|>=/],
+  ["policy member tier 17", (s) => (gw(s).balance = { policies: [policy({ links: ["isp1", { link: "isp2", tier: 17 }] })] }),
+    "gateways[0].balance.policies[0].links[1].tier", /too big|<=/],
+  ["policy member weight 0", (s) => (gw(s).balance = { policies: [policy({ links: [{ link: "isp1", weight: 0 }] })] }), "gateways[0].balance.policies[0].links[0].weight", /too small|>=/],
+  ["policy on an interface that is no LAN", (s) => (gw(s).balance = { policies: [policy({ match: { lanInterfaces: ["lan0", "wan1"] } })] }),
+    "gateways[0].balance.policies[0].match.lanInterfaces[1]", /"wan1" is not a LAN interface \(lan.interfaces: lan0\)/],
+  ["policy ports with icmp", (s) => (gw(s).balance = { policies: [policy({ match: { protocols: ["udp", "icmp"], ports: [5060] } })] }),
+    "gateways[0].balance.policies[0].match.ports", /only to tcp, udp and sctp/],
+  ["policy source not a network", (s) => (gw(s).balance = { policies: [policy({ match: { sources: ["198.18.1.7/24"] } })] }), "gateways[0].balance.policies[0].match.sources[0]", /host bits/],
+  ["unknown policy match key", (s) => (gw(s).balance = { policies: [policy({ match: { port: [5060] } })] }), "gateways[0].balance.policies[0].match.port", /unknown key/],
+  ["policy sticky always", (s) => (gw(s).balance = { policies: [policy({ sticky: "always" })] }), "gateways[0].balance.policies[0].sticky", /"connection"\|"source"|connection.*source/],
+  ["policy without a name", (s) => (gw(s).balance = { policies: [policy({ name: undefined })] }), "gateways[0].balance.policies[0].name", /expected string/],
   ["too many variant rules", (s) => (gw(s).links = Array.from({ length: 12 }, (_, i) => ({ ...link(s, 1), name: `l${i}`, interface: `w${i}`, weight: 7 + i }))), "gateways[0].links", /failover variants would need/],
 ];
 
@@ -189,6 +219,75 @@ describe("the link and file-name budgets", () => {
   });
 });
 
+describe("policies of the site and of a gateway", () => {
+  /** validSite with a second gateway whose links are isp1 and lte (no isp2). */
+  const twoGateways = (s: any) => {
+    const gw2 = structuredClone(gw(s));
+    gw2.name = "gw2";
+    gw2.links[1].name = "lte";
+    s.gateways.push(gw2);
+  };
+
+  it("checks a site-level policy on every gateway that uses it, naming the gateway that lacks a member", () => {
+    const problems = problemsOf((s) => {
+      twoGateways(s);
+      s.balance = { policies: [policy()] };
+    });
+    expect(problems).toEqual([{ path: "balance.policies[0].links[0]", message: 'unknown link "isp2" (links: isp1, lte) (on gateway gw2)' }]);
+  });
+
+  it("a gateway's own list replaces the site's, and is reported under the gateway", () => {
+    expect(problemsOf((s) => {
+      twoGateways(s);
+      s.balance = { policies: [policy()] };
+      s.gateways[1].balance = { policies: [policy({ links: ["lte"] })] };
+    })).toEqual([]);
+    const site = validSite();
+    twoGateways(site);
+    site.balance = { policies: [policy()] };
+    site.gateways[1].balance = { policies: [] };
+    const [gw1, gw2] = parseSite(site).gateways;
+    expect(gw1.balance.policies.map((p) => p.name)).toEqual(["voip"]);
+    expect(gw2.balance.policies).toEqual([]);
+    expect(problemsOf((s) => {
+      twoGateways(s);
+      s.gateways[1].balance = { policies: [policy()] };
+    })).toEqual([{ path: "gateways[1].balance.policies[0].links[0]", message: 'unknown link "isp2" (links: isp1, lte)' }]);
+  });
+
+  it("resolves members to their weight and tier, the link's own unless given, and fills the defaults", () => {
+    const g = gateway((s) => {
+      link(s, 1).tier = 2;
+      gw(s).balance = { policies: [policy({ links: ["isp2", { link: "isp1", weight: 5 }, ] }), policy({ name: "web", match: { ports: [443] }, links: undefined })] };
+    });
+    expect(g.balance.policies).toEqual([
+      { name: "voip", match: { protocols: ["udp"], ports: [5060] }, members: [{ link: "isp2", weight: 1, tier: 2 }, { link: "isp1", weight: 5, tier: 1 }], sticky: "connection", whenDown: "default" },
+      { name: "web", match: { ports: [443] }, sticky: "connection", whenDown: "default" },
+    ]);
+  });
+
+  it("refuses policies whose splits push the failover variants over the rule budget, naming the policy", () => {
+    const tenLinks = (s: any) => (gw(s).links = links(s, 10).map((l) => ({ ...l, weight: 1 })));
+    // Ten links alone fit, and so does a policy balancing per connection over all of them.
+    expect(problemsOf((s) => (tenLinks(s), (gw(s).balance = { policies: [policy({ links: undefined, match: { ports: [443] } })] })))).toEqual([]);
+    // Sticky by source over ten links: a mask per address range of each link, in each of the 1023 variants.
+    const problems = problemsOf((s) => {
+      tenLinks(s);
+      gw(s).balance = { policies: [policy({ links: undefined, match: { ports: [443] } }), policy({ name: "by-source", links: undefined, match: {}, sticky: "source" })] };
+    });
+    expect(problems).toEqual([{ path: "gateways[0].balance.policies[1]", message: expect.stringMatching(/^its rules in the failover variants take them past 25000 rules: give it fewer members/) }]);
+  });
+
+  // 12 links of weight 1 fit alone (24576 rules): the policy is what pushes them over.
+  it("names the policy when the links alone fit the rule budget", () => {
+    const problems = problemsOf((s) => {
+      gw(s).links = links(s, 12).map((l) => ({ ...l, weight: 1 }));
+      gw(s).balance = { policies: [policy({ links: ["l0", "l1"], match: { ports: [443] } })] };
+    });
+    expect(problems.map((p) => p.path)).toEqual(["gateways[0].balance.policies[0]"]);
+  });
+});
+
 describe("config defaults", () => {
   it("fills every default", () => {
     const g = gateway();
@@ -196,7 +295,8 @@ describe("config defaults", () => {
     expect(g.root).toBe("/");
     expect(g.links.map((l) => [l.mark, l.table])).toEqual([[1, 101], [2, 102]]);
     expect(g.links[1].check.reliability).toBe(1);
-    expect(g.balance).toEqual({ exclude: [], local: false, inboundSticky: true, lastResort: "all" });
+    expect(g.links.map((l) => [l.tier, l.failback])).toEqual([[1, "keep"], [1, "keep"]]);
+    expect(g.balance).toEqual({ exclude: [], local: false, inboundSticky: true, lastResort: "all", policies: [] });
     expect(g.health).toEqual({ interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true, hookTimeout: 10 });
   });
 

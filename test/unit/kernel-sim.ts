@@ -1,36 +1,110 @@
 // What the kernel does with the balancing rules, simulated: iptables-restore --noflush of rendered
-// restore text into the mangle table, then new connections walked through MWAN-BALANCE with each
-// nth counter of xt_statistic. The split's own accounting (planSplit's walk) is checked against it.
+// restore text into the mangle table, then new connections walked through MWAN-CLASSIFY or
+// MWAN-BALANCE with each nth counter of xt_statistic and the header matches a connection's first
+// packet meets. The split's own accounting (planSplit's walk) is checked against it.
+import { parseIpv4 } from "../../components/ipv4";
 import type { Split } from "../../components/split";
 
-type Target = { goto: string } | { mark: number; mask: number };
+/** What the walked rules look at in a new connection's first packet; a rule that needs an absent field fails the test. */
+export interface Packet {
+  source?: string;
+  destination?: string;
+  protocol?: "tcp" | "udp" | "icmp" | "sctp";
+  dport?: number;
+  /** The interface it arrived on. */
+  in?: string;
+  /** Addressed to the gateway itself (`-m addrtype --dst-type LOCAL`). */
+  local?: boolean;
+}
+
+type Target = { goto: string } | { mark: number; mask: number } | "return";
+type Test = (p: Packet) => boolean;
 
 interface Rule {
-  /** `--every N` stored as the kernel does: N−1, and the counter it compares against. */
-  every?: { last: number; count: number };
+  /** The ip header part (-s -d -i -p): the kernel checks it before any -m match. */
+  header: Test[];
+  /** The -m matches in their order; one that fails stops the rest (an nth counter is not stepped). */
+  matches: Test[];
   target: Target;
 }
 
-/** The only chains the simulation walks: the split's and the links' mark chains. */
-const WALKED = /^MWAN-(BALANCE(-\d+)?|MARK-\d+)$/;
-/** The rule shapes the renderer prints in those chains; anything else must fail the test. */
-const RULE = /^(?:-m statistic --mode nth --every (\d+) --packet 0 )?(?:-g (\S+)|-j MARK --set-xmark (0x[0-9a-f]+)\/(0x[0-9a-f]+))$/;
+/** The only chains the simulation walks: classification, the splits' and the links' mark chains. */
+const WALKED = /^MWAN-(CLASSIFY|BALANCE(-P\d+)?(-\d+)?|MARK-\d+)$/;
 
-function nth(every: number): Rule["every"] {
+function nth(every: number): Test {
   // xt_statistic: the counter starts at every−1−packet and a packet matches when it wraps to 0,
   // so with --packet 0 the first packet reaching the rule matches.
-  return { last: every - 1, count: every - 1 };
+  let count = every - 1;
+  return () => {
+    count = count === every - 1 ? 0 : count + 1;
+    return count === 0;
+  };
 }
 
+function field<K extends keyof Packet>(p: Packet, key: K): NonNullable<Packet[K]> {
+  if (p[key] === undefined) throw new Error(`a rule looks at the packet's ${key}, which the test did not give`);
+  return p[key]!;
+}
+
+/** `-s`/`-d` operand: an address, `a.b.c.d/len` or `a.b.c.d/w.x.y.z` (the sticky masks). */
+function addressTest(operand: string, key: "source" | "destination"): Test {
+  const [address, mask = "32"] = operand.split("/");
+  const bits = mask.includes(".") ? parseIpv4(mask) : Number(mask) === 0 ? 0 : (0xffffffff << (32 - Number(mask))) >>> 0;
+  const value = parseIpv4(address);
+  // iptables would clear them and save another text than the one rendered.
+  if ((value & ~bits) >>> 0) throw new Error(`-${key[0]} ${operand}: bits outside the mask`);
+  return (p) => ((parseIpv4(field(p, key)) & bits) >>> 0) === value;
+}
+
+function portsTest(list: string): Test {
+  const ranges = list.split(",").map((item) => item.split(":").map(Number)).map(([low, high = low]) => [low, high]);
+  return (p) => ranges.some(([low, high]) => field(p, "dport") >= low && field(p, "dport") <= high);
+}
+
+/** One rule text as the renderer prints it in a walked chain; a shape not modelled here fails the test. */
 function parseRule(chain: string, text: string): Rule {
-  const m = RULE.exec(text);
-  if (!m) throw new Error(`${chain}: a rule the simulation does not model: ${text}`);
-  const target = m[2] ? { goto: m[2] } : { mark: Number(m[3]), mask: Number(m[4]) };
-  return { ...(m[1] ? { every: nth(Number(m[1])) } : {}), target };
+  const words = text.split(" ");
+  const fail = (): never => {
+    throw new Error(`${chain}: a rule the simulation does not model: ${text}`);
+  };
+  const next = () => words.shift() ?? fail();
+  const rule: Omit<Rule, "target"> = { header: [], matches: [] };
+  let protocol: string | undefined;
+  for (;;) {
+    const option = next();
+    if (option === "-s" || option === "-d") rule.header.push(addressTest(next(), option === "-s" ? "source" : "destination"));
+    else if (option === "-i") {
+      const name = next();
+      rule.header.push((p) => field(p, "in") === name);
+    } else if (option === "-p") {
+      const name = (protocol = next());
+      rule.header.push((p) => field(p, "protocol") === name);
+    } else if (option === "-m") {
+      const module = next();
+      const args = `${module} ${next()} ${next()}`;
+      let m: RegExpExecArray | null;
+      // iptables refuses multiport without a protocol that has ports.
+      if ((m = /^multiport --dports ([0-9:,]+)$/.exec(args)) && ["tcp", "udp", "sctp"].includes(protocol ?? "")) rule.matches.push(portsTest(m[1]));
+      else if (args === "addrtype --dst-type LOCAL") rule.matches.push((p) => p.local === true);
+      else if ((m = /^statistic --mode nth$/.exec(args)) && next() === "--every") {
+        const every = Number(next());
+        if (next() !== "--packet" || next() !== "0" || !(every >= 2)) fail();
+        rule.matches.push(nth(every));
+      } else fail();
+    } else if (option === "-g") {
+      const target = { goto: next() };
+      return words.length ? fail() : { ...rule, target };
+    } else if (option === "-j") {
+      const jump = words.join(" ");
+      const mark = /^MARK --set-xmark (0x[0-9a-f]+)\/(0x[0-9a-f]+)$/.exec(jump);
+      if (jump === "RETURN") return { ...rule, target: "return" };
+      return mark ? { ...rule, target: { mark: Number(mark[1]), mask: Number(mark[2]) } } : fail();
+    } else fail();
+  }
 }
 
 export interface Connection {
-  /** The packet mark after the split; undefined when no MARK rule was reached. */
+  /** The packet mark after the walk; undefined when no MARK rule was reached. */
   mark?: number;
   /** Rules evaluated, the MARK rules included. */
   walked: number;
@@ -44,11 +118,14 @@ export class Balancer {
   ) {
     for (const rules of chains.values())
       for (const r of rules)
-        if ("goto" in r.target && !chains.has(r.target.goto)) throw new Error(`-g out of the split's chains: ${r.target.goto}`);
+        if (typeof r.target === "object" && "goto" in r.target && !chains.has(r.target.goto)) throw new Error(`-g out of the split's and the classification's chains: ${r.target.goto}`);
   }
 
-  /** One connection entering the entry chain, its caller's mark byte clear (MWAN-PRE returns on a mark). */
-  connect(): Connection {
+  /**
+   * One connection entering the entry chain from MWAN-PRE (by -j), its mark byte clear (MWAN-PRE
+   * returns on a mark). Every jump below is a -g, so a RETURN or the end of any chain ends the walk.
+   */
+  connect(packet: Packet = {}): Connection {
     let mark: number | undefined;
     let walked = 0;
     const visited = new Set<string>();
@@ -57,13 +134,11 @@ export class Balancer {
     for (let i = 0; i < rules.length; ) {
       const r = rules[i];
       walked++;
-      if (r.every) {
-        r.every.count = r.every.count === r.every.last ? 0 : r.every.count + 1;
-        if (r.every.count !== 0) {
-          i++;
-          continue;
-        }
+      if (!r.header.every((t) => t(packet)) || !r.matches.every((t) => t(packet))) {
+        i++;
+        continue;
       }
+      if (r.target === "return") break;
       if ("goto" in r.target) {
         // iptables refuses loops; a chain reached twice in one walk would be one.
         visited.add(chain);
@@ -77,12 +152,12 @@ export class Balancer {
         i++;
       }
     }
-    // The end of a chain reached by -g ends the walk: it returns to MWAN-BALANCE's caller.
     return { mark, walked };
   }
 
-  feed(connections: number): Connection[] {
-    return Array.from({ length: connections }, () => this.connect());
+  /** `connections` new connections, the i-th with `packetOf(i)`. */
+  feed(connections: number, packetOf: (i: number) => Packet = () => ({})): Connection[] {
+    return Array.from({ length: connections }, (_, i) => this.connect(packetOf(i)));
   }
 }
 
@@ -111,10 +186,10 @@ export class Mangle {
     return this;
   }
 
-  /** The split as the kernel runs it now: every walked chain's rules with fresh counters. */
-  balancer(): Balancer {
+  /** The rules as the kernel runs them now from `entry`: every walked chain's rules with fresh counters. */
+  balancer(entry = "MWAN-BALANCE"): Balancer {
     const walked = [...this.chains].filter(([name]) => WALKED.test(name));
-    return new Balancer(new Map(walked.map(([name, rules]) => [name, rules.map((r) => parseRule(name, r))])), "MWAN-BALANCE");
+    return new Balancer(new Map(walked.map(([name, rules]) => [name, rules.map((r) => parseRule(name, r))])), entry);
   }
 }
 
@@ -125,13 +200,13 @@ export class Mangle {
 export function splitBalancer(split: Split, links: number): Balancer {
   const chains = new Map<string, Rule[]>();
   const mark = (link: number): Target => ({ mark: link + 1, mask: 0xff });
-  for (let link = 0; link < links; link++) chains.set(`link-${link}`, [{ target: mark(link) }]);
+  for (let link = 0; link < links; link++) chains.set(`link-${link}`, [{ header: [], matches: [], target: mark(link) }]);
   split.chains.forEach((c, id) =>
     chains.set(
       `chain-${id}`,
       c.rules.map((r) => {
         const target: Target = "chain" in r.to ? { goto: `chain-${r.to.chain}` } : r.every ? { goto: `link-${r.to.link}` } : mark(r.to.link);
-        return { ...(r.every ? { every: nth(r.every) } : {}), target };
+        return { header: [], matches: r.every ? [nth(r.every)] : [], target };
       }),
     ),
   );

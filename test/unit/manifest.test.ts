@@ -25,13 +25,15 @@ describe("manifest.json", () => {
       root: "/srv/gw1",
       installDir: "/srv/gw1/etc/multiwan",
       links: [
-        { name: "isp1", interface: "wan1", markValue: 256, fwmark: "0x100/0xff00", markByte: 1, table: 101, tableName: "mwan_isp1", targets: ["192.0.2.1"] },
-        { name: "isp2", interface: "wan2", markValue: 512, fwmark: "0x200/0xff00", markByte: 2, table: 102, tableName: "mwan_isp2", targets: ["192.0.2.1"] },
+        { name: "isp1", interface: "wan1", markValue: 256, fwmark: "0x100/0xff00", markByte: 1, table: 101, tableName: "mwan_isp1", targets: ["192.0.2.1"], tier: 1, failback: "keep" },
+        { name: "isp2", interface: "wan2", markValue: 512, fwmark: "0x200/0xff00", markByte: 2, table: 102, tableName: "mwan_isp2", targets: ["192.0.2.1"], tier: 1, failback: "keep" },
       ],
       priorities: { owned: { first: 1000, last: 1299 }, suppressMain: 1000, from: { isp1: 1100 }, fwmark: { isp1: 1200, isp2: 1201 } },
       markMask: "0xff00",
       variants: ["isp1", "isp2", "isp1+isp2", "none"],
       balanceChains: ["MWAN-BALANCE"],
+      // lastResort "all": with every link down, balancing goes on over all of them.
+      carrying: { isp1: ["isp1"], isp2: ["isp2"], "isp1+isp2": ["isp1", "isp2"], none: ["isp1", "isp2"] },
       paths: {
         installDir: "/srv/gw1/etc/multiwan",
         rtTables: "/srv/gw1/etc/iproute2/rt_tables.d/multiwan.conf",
@@ -79,6 +81,23 @@ describe("manifest.json", () => {
     expect(Object.keys(files).filter((f) => f.startsWith("variants/")).sort()).toEqual(manifest.variants.map((v) => `variants/${v}.rules`).sort());
     expect(files["iptables.hooks"]).toBe(manifest.hooks.map((h) => `${h.table}\t-A ${h.chain} -j ${h.target}\n`).join(""));
     expect(files["sysctl.conf"]).toContain(manifest.sysctls.map((s) => `${s.key} = ${s.value}\n`).join(""));
+  });
+
+  it("records tiers, the links each variant carries and the table of the route to nowhere, as the files have them", () => {
+    const tiered = renderBundle(planGateway(gateway((s) => {
+      s.gateways[0].links[1].tier = 2;
+      s.gateways[0].links[1].failback = "move";
+      s.gateways[0].balance = { policies: [{ name: "voip", match: { protocols: ["udp"], ports: [5060] }, links: ["isp1"], whenDown: "unreachable" }] };
+    })));
+    const m = readManifest(tiered);
+    expect(m.links.map((l) => [l.name, l.tier, l.failback])).toEqual([["isp1", 1, "keep"], ["isp2", 2, "move"]]);
+    // isp2 is a backup: it carries new connections only while isp1 is down.
+    expect(m.carrying).toEqual({ isp1: ["isp1"], isp2: ["isp2"], "isp1+isp2": ["isp1"], none: ["isp1"] });
+    expect(m.unreachable).toEqual({ table: 103, tableName: "mwan_unreachable" });
+    expect(tiered["rt_tables"]).toContain("103\tmwan_unreachable\n");
+    expect(tiered["ip.batch"]).toContain("route replace prohibit default table 103\n");
+    expect(tiered["ip.undo"]).toContain("route flush table 103\n");
+    expect(manifest.unreachable).toBeUndefined(); // no policy refuses: no table of its own
   });
 
   it("readers refuse a bundle without one, or of a format they do not know", () => {

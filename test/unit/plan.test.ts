@@ -86,13 +86,15 @@ describe("planGateway: the split's variants", () => {
   it("with every link down, 'all' keeps balancing over every link and 'main' marks nothing", () => {
     const all = planGateway(gatewayWithWeights([5, 3, 2], "all"));
     const none = all.variants.find((v) => v.key === "none")!;
-    expect({ chains: none.chains, walk: none.walk }).toEqual({ chains: all.balance.chains, walk: all.balance.walk });
+    expect({ chains: none.chains, walk: none.walk, carrying: none.carrying }).toEqual({ chains: all.balance.chains, walk: all.balance.walk, carrying: ["isp1", "isp2", "isp3"] });
     const main = planGateway(gatewayWithWeights([5, 3, 2], "main"));
     expect(main.variants.find((v) => v.key === "none")).toEqual({
       key: "none",
       live: [],
       chains: main.balanceChains.map((name) => ({ name, rules: [] })),
       walk: { worst: 0, mean: 0 },
+      carrying: [],
+      idleMove: [],
     });
   });
 
@@ -159,24 +161,24 @@ describe("planGateway: what is balanced", () => {
 
   it("selects seed 2's tcp 22, 25, 80, 443", () => {
     const plan = planGateway(gateway((s) => (s.balance = { protocols: ["tcp"], ports: [22, 25, 80, 443] })));
-    expect(plan.select).toEqual(["-p tcp -m multiport --dports 22,25,80,443 "]);
+    expect(plan.classify).toEqual([{ match: "-p tcp -m multiport --dports 22,25,80,443 ", target: "MWAN-BALANCE" }]);
   });
 
   it("splits long port lists into multiport's 15 slots, ranges counting twice", () => {
     const ports = [...Array.from({ length: 14 }, (_, i) => 1000 + i), "2000-2100"];
     const plan = planGateway(gateway((s) => (s.balance = { protocols: ["udp"], ports })));
-    expect(plan.select).toEqual([
-      `-p udp -m multiport --dports ${ports.slice(0, 14).join(",")} `,
-      "-p udp -m multiport --dports 2000:2100 ",
+    expect(plan.classify).toEqual([
+      { match: `-p udp -m multiport --dports ${ports.slice(0, 14).join(",")} `, target: "MWAN-BALANCE" },
+      { match: "-p udp -m multiport --dports 2000:2100 ", target: "MWAN-BALANCE" },
     ]);
   });
 
   it("ports without protocols mean tcp and udp; no selection means everything", () => {
-    expect(planGateway(gateway((s) => (s.balance = { ports: [53] }))).select).toEqual([
-      "-p tcp -m multiport --dports 53 ",
-      "-p udp -m multiport --dports 53 ",
+    expect(planGateway(gateway((s) => (s.balance = { ports: [53] }))).classify).toEqual([
+      { match: "-p tcp -m multiport --dports 53 ", target: "MWAN-BALANCE" },
+      { match: "-p udp -m multiport --dports 53 ", target: "MWAN-BALANCE" },
     ]);
-    expect(planGateway(gateway()).select).toEqual([""]);
+    expect(planGateway(gateway()).classify).toEqual([{ match: "", target: "MWAN-BALANCE" }]);
   });
 
   it("balances gateway-originated traffic only when asked, pinning sockets bound to a link address", () => {

@@ -185,7 +185,7 @@ describe("runRemote: keys and retries", () => {
       // With its passphrase, the protected key works.
       expect((await runRemote({ ...at(port), privateKey: locked.private, passphrase: "correct horse" }, "x")).stdout).toBe("ran x\n");
     });
-  });
+  }, 20_000); // decrypting the key (bcrypt KDF) three times is slow on a loaded 2-core machine
 
   it("retries a session that drops before it is open, with backoff, and then runs the command once", async () => {
     await withServer(2, async (port, seen) => {

@@ -232,7 +232,7 @@ describe("the rest of the bundle", () => {
 });
 
 describe("the shipped examples", () => {
-  it.each(["seed-two-links", "seed-ppp-ports"])("%s renders as reviewed", async (example) => {
+  it.each(["seed-two-links", "seed-ppp-ports", "fibre-lte-backup", "two-fibres-lte", "voip-steady-line", "guest-one-line", "sticky-logins"])("%s renders as reviewed", async (example) => {
     const site = loadSiteFile(join(__dirname, "..", "..", "examples", `Pulumi.${example}.yaml`));
     for (const gw of site.gateways) {
       const bundle = renderBundle(planGateway(gw));

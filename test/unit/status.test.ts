@@ -75,10 +75,10 @@ function runLocally(root: string, conntrack: string | null): string {
 }
 
 describe("status command and parsing", () => {
-  it("takes link names and mark bytes from the bundle's manifest", () => {
+  it("takes link names, mark bytes and tiers from the bundle's manifest", () => {
     expect(statusLinks(files)).toEqual([
-      { name: "isp1", markByte: 1 },
-      { name: "isp2", markByte: 2 },
+      { name: "isp1", markByte: 1, tier: 1 },
+      { name: "isp2", markByte: 2, tier: 1 },
     ]);
   });
 
@@ -93,9 +93,10 @@ describe("status command and parsing", () => {
       variant: "isp1",
       updated: new Date(T0 + 300_000),
       // Nothing watches the links: their last states are not reported as the links' states now.
+      // The variant in place (isp1) still decides which link new connections take.
       links: [
-        { name: "isp1", status: "unknown", since: new Date(T0), connections: 3, share: 0.75 },
-        { name: "isp2", status: "unknown", since: new Date(T0 + 280_000), connections: 1, share: 0.25 },
+        { name: "isp1", status: "unknown", since: new Date(T0), connections: 3, share: 0.75, tier: 1, carrying: true },
+        { name: "isp2", status: "unknown", since: new Date(T0 + 280_000), connections: 1, share: 0.25, tier: 1, carrying: false },
       ],
       total: 4,
       other: 1,
@@ -109,8 +110,8 @@ describe("status command and parsing", () => {
     mkdirSync(root, { recursive: true });
     const status = parseStatus(runLocally(root, null), files);
     expect(status.links).toEqual([
-      { name: "isp1", status: "unknown", since: null, connections: null, share: 0 },
-      { name: "isp2", status: "unknown", since: null, connections: null, share: 0 },
+      { name: "isp1", status: "unknown", since: null, connections: null, share: 0, tier: 1, carrying: null },
+      { name: "isp2", status: "unknown", since: null, connections: null, share: 0, tier: 1, carrying: null },
     ]);
     expect(status.updated).toBeNull();
     expect(status.variant).toBeUndefined();
@@ -208,7 +209,8 @@ describe("gatewayStatus", () => {
   });
 });
 
-const up = (name: string, connections: number, share: number, since = T0) => ({ name, status: "up" as const, since: new Date(since), connections, share });
+const up = (name: string, connections: number, share: number, since = T0) =>
+  ({ name, status: "up" as const, since: new Date(since), connections, share, tier: 1, carrying: true as boolean | null });
 const healthy: StatusRow = {
   stack: "site1",
   gateway: "gw1",
@@ -230,10 +232,10 @@ describe("status table and exit codes", () => {
     const away: StatusRow = { stack: "site2", gateway: "gw9", reachable: false, error: "198.51.100.9:22: connect ETIMEDOUT", daemon: "unknown", updated: null, stateAgeMs: null, links: [], total: 0, other: 0, problems: [] };
     expect(statusTable([healthy, away], now)).toBe(
       [
-        "STACK  GATEWAY  LINK  STATE        SINCE                        CONNS  SHARE",
-        "site1  gw1      isp1  up           2026-11-22 04:10:03Z (5m)    300    75.0 %",
-        "site1  gw1      isp2  up           2026-11-22 01:09:03Z (3h6m)  100    25.0 %",
-        "site2  gw9      -     unreachable",
+        "STACK  GATEWAY  LINK  TIER  STATE        CARRIES  SINCE                        CONNS  SHARE",
+        "site1  gw1      isp1  1     up           yes      2026-11-22 04:10:03Z (5m)    300    75.0 %",
+        "site1  gw1      isp2  1     up           yes      2026-11-22 01:09:03Z (3h6m)  100    25.0 %",
+        "site2  gw9      -           unreachable",
         "",
         "  gw1: health daemon running, balancing over isp1+isp2, state written 1s ago, 2 other connections",
         "  gw9: unreachable: 198.51.100.9:22: connect ETIMEDOUT",
@@ -244,9 +246,31 @@ describe("status table and exit codes", () => {
   it("without stacks there is no STACK column; no conntrack shows as -", () => {
     const { stack: _, ...row } = healthy;
     const table = statusTable([{ ...row, links: [{ ...row.links[0], connections: null }] }], now);
-    expect(table.split("\n")[0]).toMatch(/^GATEWAY  LINK  STATE  SINCE\s+CONNS  SHARE$/);
-    expect(table).toMatch(/^gw1\s+isp1\s+up\s+2026-11-22 04:10:03Z \(5m\)\s+-\s+-$/m);
+    expect(table.split("\n")[0]).toMatch(/^GATEWAY  LINK  TIER  STATE  CARRIES  SINCE\s+CONNS  SHARE$/);
+    expect(table).toMatch(/^gw1\s+isp1\s+1\s+up\s+yes\s+2026-11-22 04:10:03Z \(5m\)\s+-\s+-$/m);
     expect(table).toContain("conntrack not installed");
+  });
+
+  it("shows a backup that is up and waiting as such, and exits 0 for it", () => {
+    const lte = { ...up("lte", 0, 0), tier: 2, carrying: false };
+    const waiting: StatusRow = { ...healthy, links: [...healthy.links, lte] };
+    const table = statusTable([waiting], now);
+    expect(table).toMatch(/^site1\s+gw1\s+lte\s+2\s+up\s+no\s+2026-11-22 04:10:03Z \(5m\)\s+0\s+0\.0 %$/m);
+    expect(table).toMatch(/^site1\s+gw1\s+isp1\s+1\s+up\s+yes\s/m);
+    expect(statusExitCode([waiting])).toBe(0);
+    // A down backup is a link down, whatever its tier.
+    expect(statusExitCode([{ ...waiting, links: [...healthy.links, { ...lte, status: "down" }] }])).toBe(2);
+    // No variant recorded: whether a link carries is not known.
+    expect(statusTable([{ ...waiting, links: [{ ...lte, carrying: null }] }], now)).toMatch(/^site1\s+gw1\s+lte\s+2\s+up\s+-\s+2026/m);
+  });
+
+  it("takes whether a link carries from the variant in place, by the manifest", () => {
+    const backup = renderBundle(planGateway(gateway((s) => (s.gateways[0].links[1].tier = 2))));
+    const state = (variant: string) => probeOutput({ state: { ...STATE, variant, links: STATE.links.map((l) => ({ ...l, status: "up" })) } });
+    expect(parseStatus(state("isp1+isp2"), backup).links.map((l) => [l.name, l.tier, l.carrying])).toEqual([["isp1", 1, true], ["isp2", 2, false]]);
+    expect(parseStatus(state("isp2"), backup).links.map((l) => l.carrying)).toEqual([false, true]);
+    // A variant the bundle does not have (another bundle's daemon): not known.
+    expect(parseStatus(state("isp9"), backup).links.map((l) => l.carrying)).toEqual([null, null]);
   });
 
   it("exits 0 all up, 2 a link down or the daemon stopped, 1 a gateway unreachable", () => {
