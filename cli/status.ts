@@ -65,7 +65,7 @@ export function statusTable(rows: StatusRow[], now: Date = new Date()): string {
       ...lead,
       l.name,
       String(l.tier),
-      l.status,
+      stateCell(l),
       l.carrying === null ? "-" : l.carrying ? "yes" : "no",
       l.since ? `${stamp(l.since)} (${age(now.getTime() - l.since.getTime())})` : "",
       l.connections === null ? "-" : String(l.connections),
@@ -75,6 +75,13 @@ export function statusTable(rows: StatusRow[], now: Date = new Date()): string {
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i])).join("  ").trimEnd();
   return [line(head), ...cells.map(line), "", ...rows.flatMap((r) => gatewayNotes(r, now).map((n) => `  ${n}`))].join("\n");
+}
+
+/** The link's state; a degraded one with the figures that degraded it. */
+function stateCell(l: StatusRow["links"][number]): string {
+  if (l.status !== "degraded" || !l.quality) return l.status;
+  const rtt = l.quality.rttMs === null ? "no answer" : `${Math.round(l.quality.rttMs)} ms`;
+  return `degraded (${rtt}, ${l.quality.lossPercent.toFixed(1)} % loss)`;
 }
 
 /**

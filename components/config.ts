@@ -129,6 +129,30 @@ const VARIANT_FILE = (key: string) => `variants/${key}.rules`;
 /** Characters the link names may have together, joined by `+`, so every variant file name fits. */
 export const MAX_LINK_NAMES_LENGTH = TAR_NAME_MAX - VARIANT_FILE("").length;
 
+export const QUALITY_DEFAULTS = { window: 10, flushConntrack: false };
+const qualitySchema = z.strictObject({
+  latencyMs: z.number().int().min(1).max(60_000).optional()
+    .describe("mean round trip of the window's answered probes above which the link is degraded"),
+  lossPercent: z.number().min(0).max(100).optional()
+    .describe("share of the window's probes unanswered above which the link is degraded"),
+  recoverLatencyMs: z.number().int().min(1).max(60_000).optional()
+    .describe("mean round trip at or below which a degraded link recovers; default 80 % of `latencyMs`"),
+  recoverLossPercent: z.number().min(0).max(100).optional()
+    .describe("loss at or below which a degraded link recovers; default half of `lossPercent`"),
+  window: z.number().int().min(2).max(100).optional()
+    .meta({ description: "probe rounds the figures are taken over (a sliding window)", default: QUALITY_DEFAULTS.window }),
+  flushConntrack: z.boolean().optional()
+    .meta({ description: "delete a degraded link's connections, as for a down link (otherwise they finish there)", default: QUALITY_DEFAULTS.flushConntrack }),
+}).superRefine((q, ctx) => {
+  if (q.latencyMs === undefined && q.lossPercent === undefined)
+    ctx.addIssue({ code: "custom", message: "needs `latencyMs` or `lossPercent` (or both): the limits that degrade a link" });
+  const pairs = [["recoverLatencyMs", "latencyMs"], ["recoverLossPercent", "lossPercent"]] as const;
+  for (const [recover, limit] of pairs) {
+    if (q[recover] !== undefined && q[limit] === undefined) ctx.addIssue({ code: "custom", path: [recover], message: `needs \`${limit}\`` });
+    else if (q[recover] !== undefined && q[recover]! > q[limit]!) ctx.addIssue({ code: "custom", path: [recover], message: `must not exceed \`${limit}\` (${q[limit]}): a link would degrade and recover on the same figures` });
+  }
+}).describe("degrade a link whose probes answer slowly or with loss: it leaves the balancing like a down link until its figures recover");
+
 const weight = z.number().int().min(1).max(1000);
 const tier = z.number().int().min(1).max(16);
 
@@ -152,6 +176,7 @@ const linkSchema = z.strictObject({
     .refine((t) => !RESERVED_TABLES.includes(t), "must not be 0, 253, 254 or 255 (reserved by the kernel)")
     .optional()
     .describe(`routing table id, not ${RESERVED_TABLES.join(", ")}; default: the lowest unused id from 101, in link order`),
+  quality: qualitySchema.optional().describe("this link's own limits, instead of `health.quality`"),
   check: z.strictObject({
     targets: z.array(ipv4).min(1, "needs at least one probe target").max(8).describe("addresses pinged through this link every probe round"),
     reliability: z.number().int().min(1).default(1).describe("how many targets must answer for a probe round to succeed"),
@@ -164,7 +189,10 @@ export const BALANCE_DEFAULTS = {
   inboundSticky: true,
   lastResort: "all" as const,
 };
-export const HEALTH_DEFAULTS = { interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true, hookTimeout: 10 };
+export const HEALTH_DEFAULTS = {
+  interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true, hookTimeout: 10,
+  metricsFile: "/var/lib/prometheus/node-exporter/multiwan.prom" as string | false,
+};
 
 // Site and gateway sections are partial and merged over these defaults in resolveGateway, so the
 // defaults are only recorded as metadata (for the configuration reference).
@@ -195,6 +223,9 @@ const healthFields = {
     description: "when a link goes down, delete its conntrack entries (only those), so retries are balanced onto live links",
     default: HEALTH_DEFAULTS.flushConntrack,
   }),
+  quality: qualitySchema.describe("latency and loss limits for every link (a link's own `quality` replaces them); off when omitted"),
+  metricsFile: z.union([z.string().regex(/^(\/[A-Za-z0-9._-]+)+\.prom$/, "must be an absolute path of A-Z a-z 0-9 . _ - segments ending in .prom").refine(noDotDot, "must not contain '..'"), z.literal(false)])
+    .meta({ description: "Prometheus text file the daemon rewrites after every round, under the gateway's root (node_exporter's textfile collector reads Debian's default); false: none", default: HEALTH_DEFAULTS.metricsFile }),
   hookTimeout: z.number().int().min(1).max(300)
     .meta({ description: "seconds a link hook (`/etc/multiwan-hooks.d/*`) may run before it is killed and the next one runs", default: HEALTH_DEFAULTS.hookTimeout }),
 };
@@ -206,6 +237,8 @@ const policyMember = z.union([
     tier: tier.optional().describe("its tier in this policy; default the link's own"),
   }),
 ], { error: "must be a link name or { link, weight?, tier? }" });
+/** Rules one policy's match may combine into (sources × destinations × interfaces × protocols × port groups). */
+export const MAX_POLICY_MATCHES = 64;
 export const POLICY_DEFAULTS = { sticky: "connection" as const, whenDown: "default" as const };
 const policySchema = z.strictObject({
   name: name.describe("unique on the gateway: the configuration's handle for the policy"),
@@ -331,7 +364,8 @@ export type Balance = Omit<z.infer<typeof balancePartial>, "policies"> & typeof 
   ports?: (number | string)[];
   policies: Policy[];
 };
-export type Health = typeof HEALTH_DEFAULTS;
+export type Quality = z.infer<typeof qualitySchema>;
+export type Health = typeof HEALTH_DEFAULTS & { quality?: Quality };
 /** One gateway with every default filled in and site-level settings merged. */
 export type Gateway = Omit<RawGateway, "links" | "balance" | "health"> & {
   links: Link[];
@@ -419,7 +453,7 @@ export const CROSS_FIELD_RULES = [
   "`balance.ports` only with `balance.protocols` among tcp, udp and sctp.",
   "`health.timeout` ≤ `health.interval` × `health.down`, after site and gateway settings are merged.",
   `The failover variants (one per non-empty set of live links, each with the splits of the default balancing and of every policy, whose rules depend on the weights' ratios) hold at most ${MAX_VARIANT_RULES} rules: ${MAX_LINKS} links of weight 1 fit, ${MAX_LINKS + 1} do not.`,
-  "Policy names are unique on a gateway; a policy's members are links of the gateway, each once; `whenDown` needs `links`; `match.lanInterfaces` are LAN interfaces; `match.ports` only with `match.protocols` among tcp, udp and sctp. A gateway's `balance.policies` replaces the site's.",
+  `Policy names are unique on a gateway; a policy's members are links of the gateway, each once; \`whenDown\` needs \`links\`; \`match.lanInterfaces\` are LAN interfaces; \`match.ports\` only with \`match.protocols\` among tcp, udp and sctp; a policy's lists combine into at most ${MAX_POLICY_MATCHES} rules (sources × destinations × lanInterfaces × protocols × groups of 15 ports). A gateway's \`balance.policies\` replaces the site's.`,
   `The link names joined by \`+\` have at most ${MAX_LINK_NAMES_LENGTH} characters: each set of live links is a file \`variants/<names>.rules\` in the bundle, and a tar entry's name holds ${TAR_NAME_MAX} bytes.`,
 ];
 
@@ -481,7 +515,8 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
     problem("links", `the ${links.length} links' failover variants would need more than ${MAX_VARIANT_RULES} rules: use fewer links, or weights in simpler ratios (rounded to multiples of 10, say)`);
   } else if (budget.total > MAX_VARIANT_RULES) {
     const worst = budget.policies.indexOf(Math.max(...budget.policies));
-    policyProblem(`[${worst}]`, `its rules in the failover variants take them past ${MAX_VARIANT_RULES} rules: give it fewer members, weights in simpler ratios, or \`sticky: connection\``);
+    const advice = balance.policies[worst].sticky === "source" ? "fewer members, or `sticky: connection`" : "fewer members, or weights in simpler ratios";
+    policyProblem(`[${worst}]`, `its rules in the failover variants take them past ${MAX_VARIANT_RULES} rules: give it ${advice}`);
   }
   const names = links.map((l) => l.name).join("+");
   if (names.length > MAX_LINK_NAMES_LENGTH)
@@ -521,9 +556,14 @@ function resolvePolicies(raw: z.infer<typeof balancePolicies>, links: Link[], la
     const { links: given, sticky = POLICY_DEFAULTS.sticky, whenDown, ...rest } = p;
     if (whenDown !== undefined && given === undefined)
       problem(`[${i}].whenDown`, "needs `links`: without members the policy uses every link, so there is nothing to fall back from");
-    const { ports, protocols, lanInterfaces: ifaces } = p.match;
+    const { ports, protocols, lanInterfaces: ifaces, sources, destinations } = p.match;
     if (ports && protocols?.some((x) => x !== "tcp" && x !== "udp" && x !== "sctp"))
       problem(`[${i}].match.ports`, "ports apply only to tcp, udp and sctp: remove the other protocols or the ports");
+    // One MWAN-CLASSIFY rule per combination, walked by every new connection the policies above miss.
+    const portRules = ports ? Math.ceil(ports.reduce<number>((n, x) => n + (typeof x === "string" ? 2 : 1), 0) / 15) : 1;
+    const combinations = [sources, destinations, ifaces, protocols ?? (ports ? ["tcp", "udp"] : undefined)].reduce((n, list) => n * (list?.length ?? 1), portRules);
+    if (combinations > MAX_POLICY_MATCHES)
+      problem(`[${i}].match`, `its lists combine into ${combinations} rules (max ${MAX_POLICY_MATCHES}): every new connection that reaches the policy walks them; split it into several policies or shorten the lists`);
     ifaces?.forEach((name, j) => {
       if (!lanInterfaces.includes(name)) problem(`[${i}].match.lanInterfaces[${j}]`, `"${name}" is not a LAN interface (lan.interfaces: ${lanInterfaces.join(", ")})`);
     });

@@ -43,7 +43,7 @@ export interface DaemonState {
   variant: string;
   links: {
     name: string;
-    status: "up" | "down";
+    status: "up" | "degraded" | "down";
     /** Epoch milliseconds of the last change (or of the daemon's first sight of the link). */
     since: number;
     okRounds: number;
@@ -52,5 +52,9 @@ export interface DaemonState {
     lastAnswered: number;
     /** Targets probed per round. */
     targets: number;
+    /** State changes so far. */
+    transitions: number;
+    /** The probes of the quality window (empty when quality is off): answered ones' mean round trip, loss in permille. */
+    window: { sent: number; answered: number; rttUs: number; lossPermille: number };
   }[];
 }

@@ -47,7 +47,7 @@ export interface Manifest {
   variants: string[];
   /** The mangle chains each variant fills (the splits' chains): the ones a daemon swap rewrites. */
   balanceChains: string[];
-  /** Per variant, the links that take new connections in it (config order). */
+  /** The links that take new connections in a variant (config order), where they are not its live links. */
   carrying: Record<string, string[]>;
   /** The routing table of the route to nowhere (policies that refuse when no member is up). */
   unreachable?: { table: number; tableName: string };
@@ -89,7 +89,7 @@ export function planManifest(plan: Plan): Manifest {
     markMask: plan.mask,
     variants: plan.variants.map((v) => v.key),
     balanceChains: plan.balanceChains,
-    carrying: Object.fromEntries(plan.variants.map((v) => [v.key, v.carrying])),
+    carrying: Object.fromEntries(plan.variants.filter((v) => v.carryingDiffers).map((v) => [v.key, v.carrying])),
     ...(plan.unreachable ? { unreachable: { table: plan.unreachable.table, tableName: plan.unreachable.tableName } } : {}),
     paths: Object.fromEntries(Object.entries(plan.layout).map(([key, path]) => [key, under(plan.root, path)])) as Layout,
     units: plan.units,
@@ -142,8 +142,9 @@ export function readManifest(files: Bundle): Manifest {
   if (!Number.isInteger(first) || !Number.isInteger(last)) throw invalid("priorities.owned", m.priorities?.owned);
   if (!Array.isArray(m.variants)) throw invalid("variants", m.variants);
   m.balanceChains ??= ["MWAN-BALANCE"]; // bundles from before the split had chains of its own
+  m.carrying ??= {}; // and carried on every live link
   if (m.unreachable !== undefined && !Number.isInteger(m.unreachable?.table)) throw invalid("unreachable", m.unreachable);
-  if (!m.balanceChains.every((c) => typeof c === "string" && /^MWAN-[A-Z0-9-]+$/.test(c))) throw invalid("balanceChains", m.balanceChains);
+  if (!Array.isArray(m.balanceChains) || !m.balanceChains.every((c) => typeof c === "string" && /^MWAN-[A-Z0-9-]+$/.test(c))) throw invalid("balanceChains", m.balanceChains);
   // Read by status and drift; a bundle from before they were recorded cannot be checked for them.
   if (!Array.isArray(m.sysctls) || !Number.isFinite(m.health?.interval) || !(m.health.interval > 0)) {
     throw new Error(`the pushed bundle's ${MANIFEST_FILE} lacks sysctls or health (an older multiwan pushed it): push it again (pulumi up) before checking it`);

@@ -1,7 +1,7 @@
 // The planner: pure functions from a resolved gateway config to the view model every template
 // prints. All decisions (marks, tables, priorities, the split, variants, NAT) are made here.
 import { RESULT_TAG } from "./apply-result";
-import { RESERVED_TABLES, type Gateway, type Health, type Link, type Policy } from "./config";
+import { QUALITY_DEFAULTS, RESERVED_TABLES, type Gateway, type Health, type Link, type Policy, type Quality } from "./config";
 import { LAYOUT, UNITS, under, type Layout } from "./layout";
 import { BALANCE_CHAIN, planVariants, policyChain, type Variant } from "./variants";
 
@@ -13,6 +13,7 @@ const hex = (n: number) => `0x${n.toString(16)}`;
 const PRIORITY = { suppressMain: 1000, from: 1100, fwmark: 1200 } as const;
 /** Every ip rule in this range is multiwan's: drift reports one it did not plan as extra. */
 const OWNED_PRIORITIES = { first: 1000, last: 1299 } as const;
+const SELECT_CHAIN = "MWAN-SELECT";
 
 export interface PlannedLink {
   /** 1-based position: the health daemon's handle for the link. */
@@ -41,6 +42,11 @@ export interface PlannedLink {
   /** Probe targets, space-separated, and how many must answer. */
   targets: string;
   reliability: number;
+  /**
+   * Quality limits (the link's own or health.quality) in the daemon's integers: window rounds (0:
+   * off), mean round trip in µs (0: not checked), loss in ‰ (-1: not checked), and their recovery values.
+   */
+  quality: { window: number; latencyUs: number; lossPermille: number; recoverLatencyUs: number; recoverLossPermille: number; flush: boolean };
   /** SNAT source without prefix; undefined = MASQUERADE. */
   address?: string;
   natTarget: string;
@@ -79,8 +85,10 @@ export interface Plan {
   lanNetworks: string[];
   /** Destinations never balanced: the LAN networks, then `balance.exclude`. */
   bypass: string[];
-  /** MWAN-CLASSIFY after the bypass: each policy's matches (first match wins), then the default selection. */
+  /** MWAN-CLASSIFY after the bypass: each policy's matches (first match wins), then the default balancing. */
   classify: { match: string; target: string }[];
+  /** With balance.protocols/ports: MWAN-SELECT, the default balancing's selection (the rest follows the main table). */
+  select?: { chain: string; rules: { match: string; target: string }[] };
   /**
    * The mark, table and rule that route a connection nowhere, for policies that refuse: `prohibit`
    * answers with an ICMP error both TCP and connected UDP sockets take as fatal (an `unreachable`
@@ -98,7 +106,7 @@ export interface Plan {
   ipRules: string[];
   ipRoutes: string[];
   ipUndo: string[];
-  health: Health & { markMask: number };
+  health: Health & { markMask: number; intervalMs: number };
   sysctls: { key: string; value: string }[];
   /** The split's entry chain (BALANCE_CHAIN). */
   balanceChain: string;
@@ -137,7 +145,21 @@ function planSelect(protocols: string[] | undefined, ports: (number | string)[] 
   );
 }
 
-function planLink(link: Link, position: number): PlannedLink {
+function planQuality(q: Quality | undefined): PlannedLink["quality"] {
+  if (!q) return { window: 0, latencyUs: 0, lossPermille: -1, recoverLatencyUs: 0, recoverLossPermille: -1, flush: false };
+  const ms = (v: number | undefined) => (v === undefined ? 0 : Math.round(v * 1000));
+  const permille = (v: number | undefined) => (v === undefined ? -1 : Math.round(v * 10));
+  return {
+    window: q.window ?? QUALITY_DEFAULTS.window,
+    latencyUs: ms(q.latencyMs),
+    lossPermille: permille(q.lossPercent),
+    recoverLatencyUs: ms(q.recoverLatencyMs ?? (q.latencyMs === undefined ? undefined : q.latencyMs * 0.8)),
+    recoverLossPermille: permille(q.recoverLossPercent ?? (q.lossPercent === undefined ? undefined : q.lossPercent / 2)),
+    flush: q.flushConntrack ?? QUALITY_DEFAULTS.flushConntrack,
+  };
+}
+
+function planLink(link: Link, position: number, quality: Quality | undefined): PlannedLink {
   const address = link.address?.split("/")[0];
   return {
     index: position + 1,
@@ -148,6 +170,7 @@ function planLink(link: Link, position: number): PlannedLink {
     tier: link.tier,
     weight: link.weight,
     failback: link.failback,
+    quality: planQuality(link.quality ?? quality),
     table: link.table,
     tableName: `mwan_${link.name}`,
     route: `default ${link.gateway ? `via ${link.gateway} ` : ""}dev ${link.interface} table ${link.table}`,
@@ -168,7 +191,8 @@ function planUnreachable(links: Link[]): Plan["unreachable"] {
   while (links.some((l) => l.mark === markByte)) markByte++;
   let table = 101;
   while (links.some((l) => l.table === table) || RESERVED_TABLES.includes(table)) table++;
-  return { fwmark: `${hex(markByte << 8)}/${hex(MARK_MASK)}`, table, tableName: "mwan_unreachable", priority: PRIORITY.fwmark + links.length };
+  // Its table's name is one no link's (mwan_<name>) can be.
+  return { fwmark: `${hex(markByte << 8)}/${hex(MARK_MASK)}`, table, tableName: "mwan.unreachable", priority: PRIORITY.fwmark + links.length };
 }
 
 /** A policy's matches as MWAN-CLASSIFY rule prefixes: every combination of its lists, in iptables-save's order. */
@@ -181,13 +205,18 @@ function policyMatches(policy: Policy): string[] {
 }
 
 export function planGateway(gw: Gateway): Plan {
-  const links = gw.links.map((l, i) => planLink(l, i));
+  const links = gw.links.map((l, i) => planLink(l, i, gw.health.quality));
   const { balance } = gw;
   const unreachable = balance.policies.some((p) => p.whenDown === "unreachable") ? planUnreachable(gw.links) : undefined;
-  const variants = planVariants(links, balance.policies, balance.lastResort, unreachable?.fwmark);
+  // What the default balancing takes: everything, or (balance.protocols/ports) what MWAN-SELECT
+  // passes on; a policy that falls back with no member up goes there too.
+  const selection = planSelect(balance.protocols, balance.ports);
+  const select = selection.join() === "" ? undefined : { chain: SELECT_CHAIN, rules: selection.map((match) => ({ match, target: BALANCE_CHAIN })) };
+  const defaultEntry = select ? SELECT_CHAIN : BALANCE_CHAIN;
+  const variants = planVariants(links, balance.policies, balance.lastResort, defaultEntry, unreachable?.fwmark);
   const classify = [
     ...balance.policies.flatMap((p, i) => policyMatches(p).map((match) => ({ match, target: policyChain(i + 1) }))),
-    ...planSelect(balance.protocols, balance.ports).map((match) => ({ match, target: BALANCE_CHAIN })),
+    { match: "", target: defaultEntry },
   ];
 
   // Matches in iptables-save's own order (-s, -o, then -m), so the saved chain reads as rendered.
@@ -229,6 +258,7 @@ export function planGateway(gw: Gateway): Plan {
     lanNetworks: gw.lan.networks,
     bypass: [...gw.lan.networks, ...balance.exclude],
     classify,
+    select,
     unreachable,
     inbound: balance.inboundSticky ? links : [],
     local: balance.local,
@@ -240,7 +270,7 @@ export function planGateway(gw: Gateway): Plan {
     ipRules,
     ipRoutes,
     ipUndo,
-    health: { ...gw.health, markMask: MARK_MASK },
+    health: { ...gw.health, markMask: MARK_MASK, intervalMs: Math.round(gw.health.interval * 1000) },
     sysctls: [
       { key: "net.ipv4.ip_forward", value: "1" },
       // rp_filter checks a reply against the tables *with* its mark only when this is set;

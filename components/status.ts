@@ -12,7 +12,8 @@ import type { Bundle } from "./render";
 export interface LinkStatus {
   name: string;
   /** `unknown`: the daemon has not written a state for this link (never ran, or another bundle), or its state is stale. */
-  status: "up" | "down" | "unknown";
+  /** `degraded`: answering, but slower or lossier than `health.quality` allows: out of the balancing. */
+  status: "up" | "degraded" | "down" | "unknown";
   /** When the link last changed state (or the daemon first saw it). */
   since: Date | null;
   /** Open connections carrying the link's mark; null when conntrack is not available. */
@@ -22,6 +23,8 @@ export interface LinkStatus {
   tier: number;
   /** Whether the variant in place gives it new connections; null when that is not known. */
   carrying: boolean | null;
+  /** The daemon's quality window, when it keeps one: mean round trip (ms) and loss (%) of its probes. */
+  quality?: { rttMs: number | null; lossPercent: number; probes: number };
 }
 
 export interface GatewayStatus {
@@ -120,17 +123,19 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
   const conntrack = ct !== undefined && ct[0] !== "unavailable";
 
   const planned = statusLinks(files);
-  const carried = typeof state.variant === "string" ? manifest.carrying?.[state.variant] : undefined;
+  const variant = typeof state.variant === "string" && manifest.variants.includes(state.variant) ? state.variant : undefined;
+  const carried = variant === undefined ? undefined : (manifest.carrying[variant] ?? (variant === "none" ? [] : variant.split("+")));
   const links = planned.map(({ name, markByte, tier }): LinkStatus => {
     const s = state.links?.find((l) => l.name === name);
     return {
       name,
-      status: s?.status === "up" || s?.status === "down" ? s.status : "unknown",
+      status: s?.status === "up" || s?.status === "degraded" || s?.status === "down" ? s.status : "unknown",
       since: date(s?.since),
       connections: conntrack ? (counts.get(markByte) ?? 0) : null,
       share: 0,
       tier,
       carrying: carried ? carried.includes(name) : null,
+      ...qualityOf(s?.window),
     };
   });
   const total = links.reduce((sum, l) => sum + (l.connections ?? 0), 0);
@@ -180,6 +185,14 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
     other,
     problems,
   };
+}
+
+/** The state's quality window as figures, when it holds probes (fields of any type: as the gateway has them). */
+function qualityOf(w: Partial<DaemonState["links"][number]["window"]> | undefined): Pick<LinkStatus, "quality"> {
+  const n = (v: unknown) => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : undefined);
+  const [sent, answered, rtt, loss] = [n(w?.sent), n(w?.answered), n(w?.rttUs), n(w?.lossPermille)];
+  if (!sent || answered === undefined || rtt === undefined || loss === undefined) return {};
+  return { quality: { rttMs: answered ? rtt / 1000 : null, lossPercent: loss / 10, probes: sent } };
 }
 
 function unreachable(links: { name: string; tier: number }[], error: string): GatewayStatus {

@@ -34,6 +34,8 @@ export interface Variant {
   walk: { worst: number; mean: number };
   /** Links that take new connections here (by the default split or a policy's), in config order. */
   carrying: string[];
+  /** Whether `carrying` differs from `live` (a backup waits, a policy's fallback, the last resort). */
+  carryingDiffers: boolean;
   /** Positions (1-based) of live links with failback `move` that take none here. */
   idleMove: number[];
 }
@@ -85,22 +87,25 @@ function stickyChain(links: VariantLink[], members: TieredMember[], live: Readon
 }
 
 /** Policy n's chains when `live` links are up. */
-function policyGroup(links: VariantLink[], policy: Policy, n: number, live: ReadonlySet<string>, unreachable: string | undefined): Group {
+function policyGroup(links: VariantLink[], policy: Policy, n: number, live: ReadonlySet<string>, fallback: string, unreachable: string | undefined): Group {
   const members = policy.members ?? asMembers(links);
   const entry = policyChain(n);
   if (!carrying(members, live).length) {
-    const target = policy.whenDown === "unreachable" ? `-j MARK --set-xmark ${unreachable}` : `-g ${BALANCE_CHAIN}`;
+    const target = policy.whenDown === "unreachable" ? `-j MARK --set-xmark ${unreachable}` : `-g ${fallback}`;
     return { chains: [{ name: entry, rules: [{ match: "", target }] }], carrying: [] };
   }
   if (policy.sticky === "source") return stickyChain(links, members, live, entry);
+  // Every link by its own weight and tier: the default split itself, not a copy of it.
+  if (!policy.members) return { chains: [{ name: entry, rules: [{ match: "", target: `-g ${BALANCE_CHAIN}` }] }], carrying: carrying(members, live).map((m) => m.link) };
   return splitChains(links, carryingWeights(links, members, live), entry);
 }
 
 /**
- * One variant per non-empty set of live links, plus `none` (every link down). `unreachable`: the
- * mark that routes a connection nowhere, when a policy refuses connections with no member up.
+ * One variant per non-empty set of live links, plus `none` (every link down). `fallback`: the chain
+ * of the default balancing (its selection), where a policy with no member up hands connections;
+ * `unreachable`: the mark that routes a connection nowhere, for a policy that refuses them instead.
  */
-export function planVariants(links: VariantLink[], policies: Policy[], lastResort: "all" | "main", unreachable?: string): Variant[] {
+export function planVariants(links: VariantLink[], policies: Policy[], lastResort: "all" | "main", fallback: string, unreachable?: string): Variant[] {
   const sets: string[][] = [];
   for (let mask = 1; mask < 1 << links.length; mask++) sets.push(links.filter((_, i) => mask & (1 << i)).map((l) => l.name));
   const plan = (liveNames: string[]) => {
@@ -108,7 +113,7 @@ export function planVariants(links: VariantLink[], policies: Policy[], lastResor
     const own = liveNames.length
       ? splitChains(links, carryingWeights(links, asMembers(links), live), BALANCE_CHAIN)
       : { chains: [], carrying: [], walk: { worst: 0, mean: 0 } };
-    const groups = [own, ...policies.map((p, i) => policyGroup(links, p, i + 1, live, unreachable))];
+    const groups = [own, ...policies.map((p, i) => policyGroup(links, p, i + 1, live, fallback, unreachable))];
     const carried = new Set(groups.flatMap((g) => g.carrying));
     return {
       groups,
@@ -135,6 +140,7 @@ export function planVariants(links: VariantLink[], policies: Policy[], lastResor
     chains: names.flatMap((group, g) => group.map((name) => groups[g].chains.find((c) => c.name === name) ?? { name, rules: [] })),
     walk,
     carrying: carried,
+    carryingDiffers: carried.join("+") !== live.join("+"),
     idleMove,
   }));
 }

@@ -17,8 +17,11 @@ import {
   CLIENT_IF,
   DEFAULT_TCP_PORTS,
   DEFAULT_UDP_PORTS,
+  DELAYED_ECHO_MARK,
   SERVER_ADDRESSES,
+  delayedEchoRule,
   earlySysctls,
+  echoLossRule,
   ipBatches,
   ispRules,
   lateSysctls,
@@ -50,6 +53,13 @@ export interface LabOptions {
   udpPorts?: number[];
 }
 
+export interface EchoImpairment {
+  /** Milliseconds added to the round trip of every answered echo. */
+  delayMs?: number;
+  /** Share of the echo requests lost on the way, at random. */
+  lossPercent?: number;
+}
+
 export interface LabNamespaces {
   gw: string;
   lan: string;
@@ -57,7 +67,15 @@ export interface LabNamespaces {
   [isp: `isp${number}`]: string;
 }
 
+/** What impairEchoes put in place on a link: the ISP router's loss rule, the late responder and its rule. */
+interface Impairment {
+  loss?: string[];
+  delay?: { responder: BackgroundProcess; rule: string[]; ms: number };
+}
+
 const SERVER_LIFETIME_MS = 60 * 60_000;
+const ECHO_DELAY = path.join(__dirname, "echo-delay.py");
+const ECHO_DELAY_LIFETIME_MS = 30 * 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Lab {
@@ -75,6 +93,7 @@ export class Lab {
   /** Every process the lab started that may still run: agents and spawn()ed ones. */
   private readonly processes = new Set<BackgroundProcess>();
   private readonly broken = new Set<string>();
+  private readonly impairments = new Map<string, Impairment>();
   /** Client addresses addClientAddresses added so far. */
   private addedClients = 0;
   private readonly created: string[] = [];
@@ -174,6 +193,48 @@ export class Lab {
     if (!this.broken.has(link)) return;
     await run(nsArgv(ns, ["iptables", "-D", "FORWARD", ...BROKEN_RULE]), { check: true });
     this.broken.delete(link);
+  }
+
+  /**
+   * Slow or lossy pings through `link` (this kernel has no netem): its ISP router drops `lossPercent`
+   * % of the echo requests it forwards, at random, and the internet answers those that arrive through
+   * the link `delayMs` late (lab/echo-delay.py instead of the kernel). Only echoes are touched:
+   * enough for the health probes, which time round trips; all other traffic goes as before.
+   * Replaces the link's previous impairment; `{}` removes it.
+   */
+  async impairEchoes(link: string, o: EchoImpairment): Promise<void> {
+    const isp = this.ispNs(link);
+    const { delayMs = 0, lossPercent = 0 } = o;
+    if (!Number.isInteger(delayMs) || delayMs < 0) throw new Error(`delayMs must be a whole number of milliseconds, got ${delayMs}`);
+    if (!(lossPercent >= 0 && lossPercent <= 100)) throw new Error(`lossPercent must be 0..100, got ${lossPercent}`);
+    const old = this.impairments.get(link) ?? {};
+    const now: Impairment = {};
+    this.impairments.set(link, now);
+    if (old.loss) await run(nsArgv(isp, ["iptables", "-D", "FORWARD", ...old.loss]), { check: true });
+    if (old.delay) {
+      // The kernel answers at once again; the responder still sends the late answers it owes, so
+      // the change costs no echo.
+      await run(nsArgv(this.ns.net, ["iptables", "-D", "OUTPUT", ...old.delay.rule]), { check: true });
+      await old.delay.responder.kill(old.delay.ms + 1000);
+    }
+    if (lossPercent > 0) {
+      const rule = echoLossRule(lossPercent);
+      await run(nsArgv(isp, ["iptables", "-I", "FORWARD", "1", ...rule]), { check: true });
+      now.loss = rule;
+    }
+    if (delayMs > 0) {
+      const netIf = this.topology.upstreams[this.links.findIndex((l) => l.name === link)].netInterface;
+      const argv = ["python3", ECHO_DELAY, netIf, String(delayMs), String(DELAYED_ECHO_MARK), String(ECHO_DELAY_LIFETIME_MS / 1000)];
+      const responder = this.spawn(this.ns.net, argv, { maxLifetimeMs: ECHO_DELAY_LIFETIME_MS });
+      for (let i = 0; i < 250 && responder.running && !responder.recentOutput.includes("ready"); i++) await sleep(20);
+      if (!responder.recentOutput.includes("ready")) {
+        await responder.kill();
+        throw new Error(`echo-delay.py did not get ready: ${responder.recentOutput.trim()}`);
+      }
+      const rule = delayedEchoRule(netIf);
+      await run(nsArgv(this.ns.net, ["iptables", "-I", "OUTPUT", "1", ...rule]), { check: true });
+      now.delay = { responder, rule, ms: delayMs };
+    }
   }
 
   /**

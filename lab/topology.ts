@@ -207,3 +207,18 @@ export function ispRules(link: LinkInfo): string {
     "",
   ].join("\n");
 }
+
+/** Mark of the late echo replies lab/echo-delay.py sends: the echo replies delayedEchoRule lets out. */
+export const DELAYED_ECHO_MARK = 0x6d77;
+
+/** The OUTPUT rule of the `net` namespace that drops the kernel's own (prompt) echo replies out of `netInterface`. */
+export function delayedEchoRule(netInterface: string): string[] {
+  return ["-o", netInterface, "-p", "icmp", "--icmp-type", "echo-reply", "-m", "mark", "!", "--mark", String(DELAYED_ECHO_MARK),
+    "-m", "comment", "--comment", "mwt-delayed-echo", "-j", "DROP"];
+}
+
+/** The FORWARD rule of an ISP router that drops `percent` % of the echo requests its customer sends, at random. */
+export function echoLossRule(percent: number): string[] {
+  return ["-i", ISP_CUSTOMER_IF, "-p", "icmp", "--icmp-type", "echo-request", "-m", "statistic", "--mode", "random",
+    "--probability", (percent / 100).toFixed(4), "-m", "comment", "--comment", "mwt-echo-loss", "-j", "DROP"];
+}

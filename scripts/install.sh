@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 
-packages=(iptables iproute2 conntrack iputils-ping openssh-server openssh-client shellcheck systemd util-linux mawk sudo)
+packages=(iptables iproute2 conntrack iputils-ping openssh-server openssh-client shellcheck systemd util-linux mawk sudo prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

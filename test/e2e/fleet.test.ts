@@ -109,7 +109,7 @@ describeWithHosts(["pulumi-language-nodejs"], "multiwan fleet", () => {
         const status = fleet("status", "--stacks", "site-[ac]");
         expect(status.code, status.out).toBe(0);
         expect(status.out).toMatch(/^site-a\s+1\s+2\/2 links up\s+.*ok$/m);
-        expect(status.out).toMatch(/^=== site-c\nSTACK\s+GATEWAY\s+LINK\s+STATE/m);
+        expect(status.out).toMatch(/^=== site-c\nSTACK\s+GATEWAY\s+LINK\s+TIER\s+STATE\s+CARRIES/m);
 
         await gws[0].lab.sh("gw", "ip rule del pref 1201", { check: true });
         const drift = fleet("drift", "--stacks", "site-[ac]");

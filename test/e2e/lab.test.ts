@@ -61,7 +61,7 @@ describeWithHosts(["pulumi-language-nodejs"], "the built-in lab", () => {
       expect(up.stdout).toMatch(/^hq: 1000 new connections from the LAN, 0 failed$/m);
       // `multiwan status` over SSH while hq's LAN holds 20 connections: 10 / 6 / 4 by conntrack.
       for (const [link, conns, share] of [["isp1", 10, "50.0"], ["isp2", 6, "30.0"], ["isp3", 4, "20.0"]]) {
-        expect(up.stdout).toMatch(new RegExp(`^lab\\s+hq\\s+${link}\\s+up\\s+.*\\s${conns}\\s+${share} %$`, "m"));
+        expect(up.stdout).toMatch(new RegExp(`^lab\\s+hq\\s+${link}\\s+1\\s+up\\s+yes\\s+.*\\s${conns}\\s+${share} %$`, "m"));
       }
       // The failover: the daemon takes isp1 out within a few seconds of the break at 3 s and puts
       // it back after the restore at 10 s; failures stop soon after the break.

@@ -29,7 +29,7 @@ const roundDone = (before: DaemonState, after: DaemonState) =>
 
 /** The daemon's files that are not whole: a link state line cut short, a state.json that does not parse. */
 function tornFiles(lab: Lab): string[] {
-  const torn = lab.links.map((l) => linkFile(lab, l.name)).filter((f) => !/^(up|down) \d+ \d+ \d+ \d+\n$/.test(readFileSync(f, "utf8")));
+  const torn = lab.links.map((l) => linkFile(lab, l.name)).filter((f) => !/^(up|degraded|down) \d+ \d+ \d+ \d+ \d+( \d+:\d+:\d+)*\n$/.test(readFileSync(f, "utf8")));
   return healthState(lab) ? torn : [...torn, LAYOUT.stateFile];
 }
 

@@ -105,7 +105,7 @@ describeAsRoot("tiers", () => {
           expect(stream.errored || stream.stalled).toBe(false);
         } else {
           expect(repliesAfter.every((r) => r.link === "isp1")).toBe(true);
-          expect(healthLog(lab)).toMatch(/link isp2: a better tier is back; its connections were deleted \(failback move\)/);
+          expect(healthLog(lab)).toMatch(/link isp2: a better tier is back; its LAN connections were deleted \(failback move\)/);
         }
       });
     }, 60_000);

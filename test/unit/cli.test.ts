@@ -35,7 +35,7 @@ describe("multiwan render", () => {
 
   it("renders a stack file with the project's multiwan:defaults, as pulumi up does", () => {
     const project = mkdtempSync(join(scratch, "project-"));
-    const defaults = { health: { interval: 0.2, down: 4 } };
+    const defaults = { health: { interval: 0.2, down: 4, quality: { latencyMs: 300, window: 6 } } };
     writeFileSync(join(project, "Pulumi.yaml"), stringify({ name: "sites", runtime: "nodejs", config: { "multiwan:defaults": { value: defaults } } }));
     const site = { ...validSite(), health: { down: 6 } }; // the site's own key wins
     writeFileSync(join(project, "Pulumi.site1.yaml"), stringify({ config: { "multiwan:site": site } }));
@@ -44,6 +44,8 @@ describe("multiwan render", () => {
     const health = readFileSync(join(out, "health.sh"), "utf8");
     expect(health).toMatch(/^interval=0.2$/m);
     expect(health).toMatch(/^down_after=6$/m);
+    // The project's quality limits reach every link (the site sets none).
+    expect(health.match(/^ {4}qwin=.*$/gm)).toEqual(Array(2).fill("    qwin=6 qlat=300000 qloss=-1 qrlat=240000 qrloss=-1 qflush=false ;;"));
   });
 
   it("exits 1 naming every bad field, and writes nothing", () => {

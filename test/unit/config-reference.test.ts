@@ -21,8 +21,12 @@ describe("configuration reference", () => {
     expect(committed === reference, "docs/configuration.md is out of date with components/config.ts: run `npm run docs`").toBe(true);
   });
 
-  it("documents every leaf field (a gateway's balance/health under the site's)", () => {
-    const paths = leafPaths(siteSchema, "").map((p) => p.replace(/^gateways\[\]\.(balance|health)\./, "$1."));
+  it("documents every leaf field (a gateway's balance/health under the site's, a link's quality under health.quality)", () => {
+    const paths = leafPaths(siteSchema, "").map((p) =>
+      p.replace(/^gateways\[\]\.(balance|health)\./, "$1.").replace(/^gateways\[\]\.links\[\]\.quality\./, "health.quality."),
+    );
+    expect(paths).toContain("health.quality.recoverLossPercent");
+    expect(reference).toContain("| `gateways[].links[].quality` | object, see `health.quality` |");
     expect(paths).toContain("gateways[].links[].check.reliability");
     for (const p of new Set(paths)) expect(reference, p).toContain(`| \`${p}\` |`);
   });

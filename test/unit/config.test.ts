@@ -125,6 +125,21 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
   ["health timeout too long", (s) => (gw(s).health = { interval: 0.5, down: 2, timeout: 5 }), "gateways[0].health.timeout", /interval × down/],
   ["hook timeout 0", (s) => (gw(s).health = { hookTimeout: 0 }), "gateways[0].health.hookTimeout", /too small|>=/],
   ["flushConntrack as text", (s) => (s.health = { flushConntrack: "yes" }), "health.flushConntrack", /expected boolean/],
+  ["quality without limits", (s) => (s.health = { quality: { window: 5, flushConntrack: true } }), "health.quality", /needs `latencyMs` or `lossPercent`/],
+  ["a link's quality without limits", (s) => (link(s, 1).quality = { recoverLatencyMs: 100 }), "gateways[0].links[1].quality", /needs `latencyMs` or `lossPercent`/],
+  ["recovery latency above the limit", (s) => (s.health = { quality: { latencyMs: 200, recoverLatencyMs: 201 } }), "health.quality.recoverLatencyMs",
+    /must not exceed `latencyMs` \(200\)/],
+  ["recovery loss above the limit", (s) => (gw(s).health = { quality: { lossPercent: 10, recoverLossPercent: 10.5 } }), "gateways[0].health.quality.recoverLossPercent",
+    /must not exceed `lossPercent` \(10\)/],
+  ["recovery loss without a loss limit", (s) => (s.health = { quality: { latencyMs: 200, recoverLossPercent: 5 } }), "health.quality.recoverLossPercent", /needs `lossPercent`/],
+  ["quality window 1", (s) => (s.health = { quality: { latencyMs: 200, window: 1 } }), "health.quality.window", /too small|>=2/],
+  ["quality window 101", (s) => (link(s, 0).quality = { lossPercent: 20, window: 101 }), "gateways[0].links[0].quality.window", /too big|<=100/],
+  ["loss over 100 %", (s) => (s.health = { quality: { lossPercent: 101 } }), "health.quality.lossPercent", /too big|<=100/],
+  ["latency 0", (s) => (s.health = { quality: { latencyMs: 0 } }), "health.quality.latencyMs", /too small|>=1/],
+  ["relative metrics file", (s) => (s.health = { metricsFile: "var/lib/multiwan.prom" }), "health.metricsFile", /absolute path/],
+  ["metrics file with ..", (s) => (gw(s).health = { metricsFile: "/var/lib/../../etc/cron.d/x.prom" }), "gateways[0].health.metricsFile", /'\.\.'/],
+  ["metrics file not .prom", (s) => (s.health = { metricsFile: "/var/lib/prometheus/node-exporter/multiwan.txt" }), "health.metricsFile", /ending in \.prom/],
+  ["metrics file with a space", (s) => (s.health = { metricsFile: "/var/lib/my metrics.prom" }), "health.metricsFile", /absolute path/],
   ["tier 0", (s) => (link(s, 0).tier = 0), "gateways[0].links[0].tier", /too small|>=/],
   ["tier 17", (s) => (link(s, 1).tier = 17), "gateways[0].links[1].tier", /too big|<=/],
   ["tier 1.5", (s) => (link(s, 1).tier = 1.5), "gateways[0].links[1].tier", /expected int/],
@@ -297,7 +312,12 @@ describe("config defaults", () => {
     expect(g.links[1].check.reliability).toBe(1);
     expect(g.links.map((l) => [l.tier, l.failback])).toEqual([[1, "keep"], [1, "keep"]]);
     expect(g.balance).toEqual({ exclude: [], local: false, inboundSticky: true, lastResort: "all", policies: [] });
-    expect(g.health).toEqual({ interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true, hookTimeout: 10 });
+    expect(g.health).toEqual({
+      interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true, hookTimeout: 10,
+      metricsFile: "/var/lib/prometheus/node-exporter/multiwan.prom", // Debian's node_exporter textfile directory
+    });
+    expect(g.health.quality).toBeUndefined(); // off unless asked for
+    expect(g.links.map((l) => l.quality)).toEqual([undefined, undefined]);
   });
 
   it("skips explicit marks and tables when assigning defaults", () => {
@@ -316,8 +336,45 @@ describe("config defaults", () => {
     expect(g.health).toMatchObject({ interval: 1, down: 4 });
   });
 
+  it("accepts no metrics file, or one elsewhere", () => {
+    expect(gateway((s) => (s.health = { metricsFile: false })).health.metricsFile).toBe(false);
+    expect(gateway((s) => (gw(s).health = { metricsFile: "/srv/metrics/gw1.prom" })).health.metricsFile).toBe("/srv/metrics/gw1.prom");
+  });
+
   it("accepts a PPP link without gateway or address", () => {
     const g = gateway((s) => ((link(s, 1).interface = "ppp0"), delete link(s, 1).gateway));
     expect(g.links[1].gateway).toBeUndefined();
+  });
+});
+
+describe("quality limits: the site's, a gateway's, a link's own", () => {
+  const planned = (edit: (s: any) => void) => planGateway(gateway(edit)).links.map((l) => l.quality);
+  const off = { window: 0, latencyUs: 0, lossPermille: -1, recoverLatencyUs: 0, recoverLossPermille: -1, flush: false };
+
+  it("are off by default, in the daemon's integers (µs, ‰, -1: not checked)", () => expect(planned(() => {})).toEqual([off, off]));
+
+  it("recover at 80 % of the latency and half the loss unless told, over 10 rounds", () => {
+    expect(planned((s) => (s.health = { quality: { latencyMs: 333, lossPercent: 12.5 } }))).toEqual(Array(2).fill(
+      { window: 10, latencyUs: 333_000, lossPermille: 125, recoverLatencyUs: 266_400, recoverLossPermille: 63, flush: false },
+    ));
+    // Recovery values equal to the limits are allowed: no hysteresis, asked for.
+    expect(planned((s) => (s.health = { quality: { latencyMs: 200, recoverLatencyMs: 200, window: 2, flushConntrack: true } }))[0]).toEqual(
+      { window: 2, latencyUs: 200_000, lossPermille: -1, recoverLatencyUs: 200_000, recoverLossPermille: -1, flush: true },
+    );
+  });
+
+  it("a link's own quality replaces the site's whole, and a gateway's replaces the site's", () => {
+    const [own, inherited] = planned((s) => {
+      s.health = { quality: { latencyMs: 200, lossPercent: 20 } };
+      link(s, 0).quality = { lossPercent: 5, window: 4 };
+    });
+    // No latency limit on isp1: its own limits say none, the site's 200 ms does not leak in.
+    expect(own).toEqual({ window: 4, latencyUs: 0, lossPermille: 50, recoverLatencyUs: 0, recoverLossPermille: 25, flush: false });
+    expect(inherited).toEqual({ window: 10, latencyUs: 200_000, lossPermille: 200, recoverLatencyUs: 160_000, recoverLossPermille: 100, flush: false });
+    const g = gateway((s) => {
+      s.health = { quality: { latencyMs: 200, lossPercent: 20 } };
+      gw(s).health = { quality: { latencyMs: 900 } };
+    });
+    expect(g.health.quality).toEqual({ latencyMs: 900 });
   });
 });

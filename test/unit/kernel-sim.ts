@@ -29,7 +29,7 @@ interface Rule {
 }
 
 /** The only chains the simulation walks: classification, the splits' and the links' mark chains. */
-const WALKED = /^MWAN-(CLASSIFY|BALANCE(-P\d+)?(-\d+)?|MARK-\d+)$/;
+const WALKED = /^MWAN-(CLASSIFY|SELECT|BALANCE(-P\d+)?(-\d+)?|MARK-\d+)$/;
 
 function nth(every: number): Test {
   // xt_statistic: the counter starts at every−1−packet and a packet matches when it wraps to 0,

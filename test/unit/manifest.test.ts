@@ -1,8 +1,7 @@
 // The bundle's manifest: what it says about the fixture gateway, that it agrees with the rendered
 // files it describes, how readers refuse a missing or foreign one, and that the scripts take their
 // paths from the same layout (health.sh's state.json read back by status).
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -11,6 +10,7 @@ import { planGateway } from "../../components/plan";
 import { TEMPLATE_DIR, renderBundle } from "../../components/render";
 import { parseStatus } from "../../components/status";
 import { gateway } from "./fixtures";
+import { healthFunctions } from "./health-sh";
 
 const files = renderBundle(planGateway(gateway((s) => (s.gateways[0].root = "/srv/gw1"))));
 const manifest: Manifest = JSON.parse(files["manifest.json"]);
@@ -32,8 +32,9 @@ describe("manifest.json", () => {
       markMask: "0xff00",
       variants: ["isp1", "isp2", "isp1+isp2", "none"],
       balanceChains: ["MWAN-BALANCE"],
-      // lastResort "all": with every link down, balancing goes on over all of them.
-      carrying: { isp1: ["isp1"], isp2: ["isp2"], "isp1+isp2": ["isp1", "isp2"], none: ["isp1", "isp2"] },
+      // Only where the links carrying differ from the variant's live links. lastResort "all": with
+      // every link down, balancing goes on over all of them.
+      carrying: { none: ["isp1", "isp2"] },
       paths: {
         installDir: "/srv/gw1/etc/multiwan",
         rtTables: "/srv/gw1/etc/iproute2/rt_tables.d/multiwan.conf",
@@ -91,10 +92,10 @@ describe("manifest.json", () => {
     })));
     const m = readManifest(tiered);
     expect(m.links.map((l) => [l.name, l.tier, l.failback])).toEqual([["isp1", 1, "keep"], ["isp2", 2, "move"]]);
-    // isp2 is a backup: it carries new connections only while isp1 is down.
-    expect(m.carrying).toEqual({ isp1: ["isp1"], isp2: ["isp2"], "isp1+isp2": ["isp1"], none: ["isp1"] });
-    expect(m.unreachable).toEqual({ table: 103, tableName: "mwan_unreachable" });
-    expect(tiered["rt_tables"]).toContain("103\tmwan_unreachable\n");
+    // isp2 is a backup: it carries new connections only while isp1 is down (in variant isp2, as its live links).
+    expect(m.carrying).toEqual({ "isp1+isp2": ["isp1"], none: ["isp1"] });
+    expect(m.unreachable).toEqual({ table: 103, tableName: "mwan.unreachable" });
+    expect(tiered["rt_tables"]).toContain("103\tmwan.unreachable\n");
     expect(tiered["ip.batch"]).toContain("route replace prohibit default table 103\n");
     expect(tiered["ip.undo"]).toContain("route flush table 103\n");
     expect(manifest.unreachable).toBeUndefined(); // no policy refuses: no table of its own
@@ -122,17 +123,26 @@ describe("the scripts' paths come from the layout", () => {
 
   it("health.sh writes the state.json that status reads", () => {
     const root = join(scratch, "health-root");
-    const bundle = renderBundle(planGateway(gateway((s) => (s.gateways[0].root = root))));
-    // The daemon without its main loop: one state write from link files as a run left them.
-    const script = bundle["health.sh"].replace(/\nmain\n$/, "\n");
-    expect(script).not.toBe(bundle["health.sh"]);
-    writeFileSync(join(scratch, "health.sh"), `${script}mkdir -p "$linkstate"\necho "down 1000 0 3 0 7" >"$linkstate/isp2"\nwrite_state_json\n`);
-    execFileSync("sh", [join(scratch, "health.sh")]);
+    const bundle = renderBundle(planGateway(gateway((s) => ((s.gateways[0].root = root), (s.health = { quality: { latencyMs: 500, window: 5 } })))));
+    // One state write from link files as a run left them: isp1 degraded by 8 of 10 probes answered
+    // in 912.345 ms each (window tokens sent:answered:µs), isp2 down.
+    const window = "2:2:1824690 2:2:1824690 2:2:1824690 2:1:912345 2:1:912345";
+    healthFunctions(bundle, `mkdir -p "$linkstate"\necho "degraded 2000 9 0 2 3 ${window}" >"$linkstate/isp1"\necho "down 1000 0 3 0 7" >"$linkstate/isp2"\nwrite_state_json`);
     const state = readFileSync(JSON.parse(bundle["manifest.json"]).paths.stateFile, "utf8");
     const status = parseStatus(`@@multiwan@@ daemon\nactive\n@@multiwan@@ state\n${state}`, bundle);
+    // With no link up, the degraded one carries: a slow line beats none.
     expect(status.variant).toBe("isp1");
-    expect(status.links.map((l) => [l.name, l.status])).toEqual([["isp1", "up"], ["isp2", "down"]]);
+    expect(status.links.map((l) => [l.name, l.status, l.carrying])).toEqual([["isp1", "degraded", true], ["isp2", "down", false]]);
+    expect(status.links[0].quality).toEqual({ rttMs: 912.345, lossPercent: 20, probes: 10 });
+    expect(status.links[1].quality).toBeUndefined(); // an empty window: no figures
     expect(status.links[1].since).toEqual(new Date(1000));
-    expect(JSON.parse(state).links[1]).toEqual({ name: "isp2", status: "down", since: 1000, okRounds: 0, failedRounds: 3, lastAnswered: 0, targets: 1 });
+    expect(JSON.parse(state).links[0]).toEqual({
+      name: "isp1", status: "degraded", since: 2000, okRounds: 9, failedRounds: 0, lastAnswered: 2, targets: 1, transitions: 3,
+      window: { sent: 10, answered: 8, rttUs: 912345, lossPermille: 200 },
+    });
+    expect(JSON.parse(state).links[1]).toEqual({
+      name: "isp2", status: "down", since: 1000, okRounds: 0, failedRounds: 3, lastAnswered: 0, targets: 1, transitions: 7,
+      window: { sent: 0, answered: 0, rttUs: 0, lossPermille: 0 },
+    });
   });
 });

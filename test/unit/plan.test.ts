@@ -94,6 +94,7 @@ describe("planGateway: the split's variants", () => {
       chains: main.balanceChains.map((name) => ({ name, rules: [] })),
       walk: { worst: 0, mean: 0 },
       carrying: [],
+      carryingDiffers: false,
       idleMove: [],
     });
   });
@@ -161,24 +162,26 @@ describe("planGateway: what is balanced", () => {
 
   it("selects seed 2's tcp 22, 25, 80, 443", () => {
     const plan = planGateway(gateway((s) => (s.balance = { protocols: ["tcp"], ports: [22, 25, 80, 443] })));
-    expect(plan.classify).toEqual([{ match: "-p tcp -m multiport --dports 22,25,80,443 ", target: "MWAN-BALANCE" }]);
+    expect(plan.classify).toEqual([{ match: "", target: "MWAN-SELECT" }]);
+    expect(plan.select).toEqual({ chain: "MWAN-SELECT", rules: [{ match: "-p tcp -m multiport --dports 22,25,80,443 ", target: "MWAN-BALANCE" }] });
   });
 
   it("splits long port lists into multiport's 15 slots, ranges counting twice", () => {
     const ports = [...Array.from({ length: 14 }, (_, i) => 1000 + i), "2000-2100"];
     const plan = planGateway(gateway((s) => (s.balance = { protocols: ["udp"], ports })));
-    expect(plan.classify).toEqual([
+    expect(plan.select?.rules).toEqual([
       { match: `-p udp -m multiport --dports ${ports.slice(0, 14).join(",")} `, target: "MWAN-BALANCE" },
       { match: "-p udp -m multiport --dports 2000:2100 ", target: "MWAN-BALANCE" },
     ]);
   });
 
   it("ports without protocols mean tcp and udp; no selection means everything", () => {
-    expect(planGateway(gateway((s) => (s.balance = { ports: [53] }))).classify).toEqual([
+    expect(planGateway(gateway((s) => (s.balance = { ports: [53] }))).select?.rules).toEqual([
       { match: "-p tcp -m multiport --dports 53 ", target: "MWAN-BALANCE" },
       { match: "-p udp -m multiport --dports 53 ", target: "MWAN-BALANCE" },
     ]);
-    expect(planGateway(gateway()).classify).toEqual([{ match: "", target: "MWAN-BALANCE" }]);
+    const all = planGateway(gateway());
+    expect([all.classify, all.select]).toEqual([[{ match: "", target: "MWAN-BALANCE" }], undefined]);
   });
 
   it("balances gateway-originated traffic only when asked, pinning sockets bound to a link address", () => {

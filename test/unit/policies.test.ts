@@ -163,7 +163,7 @@ describe("a policy pinning SIP to isp2, 3:1 for the rest", () => {
     // prohibit: an ICMP error that TCP and connected UDP sockets both take as fatal
     expect(bundle["ip.batch"].split("\n").filter((l) => l.endsWith(` table ${table}`))).toEqual([`route replace prohibit default table ${table}`]);
     expect(bundle["rt_tables"]).toContain(`${table}\t${tableName}\n`);
-    expect(tableName).toBe("mwan_unreachable");
+    expect(tableName).toBe("mwan.unreachable");
     expect(bundle["ip.undo"]).toContain(`rule del pref ${priority} fwmark ${fwmark} lookup ${table}\n`);
     // Without a policy that refuses, none of it.
     expect(voip().plan.unreachable).toBeUndefined();
@@ -283,9 +283,11 @@ describe("failback move", () => {
 
   it("health.sh deletes a move backup's connections when a better tier comes back, and only then", () => {
     const lte = d.plan.links[2];
-    const mark = `-D -m ${lte.markValue}/${d.plan.health.markMask}`;
-    expect(healthSh("fail_back lte isp1+lte")).toEqual(["", `conntrack ${mark}`]);
-    expect(healthSh("fail_back lte isp2+lte")).toEqual(["", `conntrack ${mark}`]);
+    // The LAN clients' connections only: inbound ones and the gateway's own cannot move.
+    const deletes = d.plan.lanNetworks.map((net) => `conntrack -D -m ${lte.markValue}/${d.plan.health.markMask} -s ${net}`);
+    expect(deletes.length).toBeGreaterThan(0);
+    expect(healthSh("fail_back lte isp1+lte")).toEqual(["", ...deletes]);
+    expect(healthSh("fail_back lte isp2+lte")).toEqual(["", ...deletes]);
     expect(healthSh("fail_back isp1+lte isp1+isp2+lte")).toEqual([""]); // idle before already
     expect(healthSh("fail_back isp1+isp2+lte isp2+lte")).toEqual([""]); // isp1 down: isp2 still carries, lte stays idle
     expect(healthSh("fail_back isp1+isp2+lte lte")).toEqual([""]); // lte takes over: nothing to delete

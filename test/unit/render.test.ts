@@ -97,8 +97,9 @@ describe("iptables.rules", () => {
 
   it("balances only the selected ports when asked (seed 2)", () => {
     const b = renderBundle(planGateway(gateway((s) => (s.balance = { protocols: ["tcp"], ports: [22, 25, 80, 443] }))));
-    const classify = parseRestore(b["iptables.rules"]).mangle.rules.filter((r) => chainOf(r) === "MWAN-CLASSIFY");
-    expect(classify.at(-1)).toBe("-A MWAN-CLASSIFY -p tcp -m multiport --dports 22,25,80,443 -g MWAN-BALANCE");
+    const mangle = parseRestore(b["iptables.rules"]).mangle.rules;
+    expect(mangle.filter((r) => chainOf(r) === "MWAN-CLASSIFY").at(-1)).toBe("-A MWAN-CLASSIFY -g MWAN-SELECT");
+    expect(mangle.filter((r) => chainOf(r) === "MWAN-SELECT")).toEqual(["-A MWAN-SELECT -p tcp -m multiport --dports 22,25,80,443 -g MWAN-BALANCE"]);
   });
 
   it("NATs per link: SNAT to the address, MASQUERADE without", () => {
@@ -185,14 +186,26 @@ describe("the rest of the bundle", () => {
   it("health.sh has the links, targets and thresholds baked in", () => {
     const b = renderBundle(planGateway(gateway((s) => {
       s.gateways[0].links[0].check = { targets: ["192.0.2.1", "198.51.100.1"], reliability: 2 };
-      s.gateways[0].health = { interval: 0.2, timeout: 0.5, down: 4, up: 6, flushConntrack: false };
+      s.gateways[0].links[1].quality = { latencyMs: 200, lossPercent: 20, window: 5, flushConntrack: true };
+      s.gateways[0].health = { interval: 0.2, timeout: 0.5, down: 4, up: 6, flushConntrack: false, metricsFile: "/srv/metrics/gw1.prom" };
     })));
     const h = b["health.sh"];
-    expect(h).toContain('1) name=isp1 iface=wan1 mark=256 targets="192.0.2.1 198.51.100.1" need=2 route="default via 203.0.113.1 dev wan1 table 101" ;;');
-    expect(h).toContain('2) name=isp2 iface=wan2 mark=512 targets="192.0.2.1" need=1 route="default via 198.51.100.5 dev wan2 table 102" ;;');
-    for (const line of ["interval=0.2", "timeout=0.5", "down_after=4", "up_after=6", "flush_conntrack=false", "mask=65280", 'links="1 2 "']) {
+    // Each link's quality limits in µs and ‰; isp1 has none (window 0, nothing checked).
+    expect(h).toContain(
+      '  1) name=isp1 iface=wan1 mark=256 targets="192.0.2.1 198.51.100.1" need=2 route="default via 203.0.113.1 dev wan1 table 101"\n' +
+        "    qwin=0 qlat=0 qloss=-1 qrlat=0 qrloss=-1 qflush=false ;;\n" +
+        '  2) name=isp2 iface=wan2 mark=512 targets="192.0.2.1" need=1 route="default via 198.51.100.5 dev wan2 table 102"\n' +
+        "    qwin=5 qlat=200000 qloss=200 qrlat=160000 qrloss=100 qflush=true ;;\n",
+    );
+    for (const line of ["interval=0.2", "timeout=0.5", "down_after=4", "up_after=6", "flush_conntrack=false", "mask=65280", 'links="1 2 "', 'metrics="$root/srv/metrics/gw1.prom"']) {
       expect(h).toContain(`\n${line}\n`);
     }
+  });
+
+  it("health.sh writes the metrics file under the gateway's root, or none", () => {
+    const metricsLine = (health: object) => renderBundle(planGateway(gateway((s) => (s.health = health))))["health.sh"].match(/^metrics=.*$/m)?.[0];
+    expect(metricsLine({})).toBe('metrics="$root/var/lib/prometheus/node-exporter/multiwan.prom"');
+    expect(metricsLine({ metricsFile: false })).toBe('metrics=""');
   });
 
   it.each([

@@ -162,6 +162,30 @@ describe("status command and parsing", () => {
     });
   });
 
+  it("reads a degraded link and the figures of its quality window", () => {
+    const window = (sent: unknown, answered: unknown, rttUs: unknown, lossPermille: unknown) => ({ sent, answered, rttUs, lossPermille });
+    const state = {
+      ...STATE,
+      variant: "isp2",
+      links: [
+        { ...STATE.links[0], status: "degraded", transitions: 3, window: window(10, 8, 912_345, 200) },
+        { ...STATE.links[1], status: "up", transitions: 2, window: window(10, 10, 24_500, 0) },
+      ],
+    };
+    const status = parseStatus(probeOutput({ state }), files);
+    expect(status.links).toMatchObject([
+      { name: "isp1", status: "degraded", carrying: false, quality: { rttMs: 912.345, lossPercent: 20, probes: 10 } },
+      { name: "isp2", status: "up", carrying: true, quality: { rttMs: 24.5, lossPercent: 0, probes: 10 } },
+    ]);
+    // An empty window (quality off, or just cleared) or one of another shape: no figures.
+    const without = (w: object | undefined) => parseStatus(probeOutput({ state: { ...STATE, links: [{ ...STATE.links[0], window: w }, STATE.links[1]] } }), files).links[0];
+    for (const w of [undefined, window(0, 0, 0, 0), window("10", 8, 912_345, 200), window(10, 8, -1, 200), window(10, 8.5, 1, 200)]) {
+      expect(without(w), JSON.stringify(w)).not.toHaveProperty("quality");
+    }
+    // Nothing answered in the window: no round trip to show.
+    expect(without(window(6, 0, 0, 1000)).quality).toEqual({ rttMs: null, lossPercent: 100, probes: 6 });
+  });
+
   it("counts connections by the manifest's mark mask", () => {
     const out = (mask: string) => parseStatus(`@@multiwan@@ conntrack\n256 2\n65792 3\n512 1\n`, withManifest((m) => (m.markMask = mask)));
     expect(out("0xff00").links.map((l) => l.connections)).toEqual([5, 1]); // 65792 = 0x10100: byte 1 under 0xff00
@@ -271,6 +295,18 @@ describe("status table and exit codes", () => {
     expect(parseStatus(state("isp2"), backup).links.map((l) => l.carrying)).toEqual([false, true]);
     // A variant the bundle does not have (another bundle's daemon): not known.
     expect(parseStatus(state("isp9"), backup).links.map((l) => l.carrying)).toEqual([null, null]);
+  });
+
+  it("shows a degraded link with the figures that degraded it, and exits 2 for it", () => {
+    const slow = { ...healthy.links[0], status: "degraded" as const, carrying: false, quality: { rttMs: 912.345, lossPercent: 20, probes: 10 } };
+    const row: StatusRow = { ...healthy, variant: "isp2", links: [slow, healthy.links[1]] };
+    const table = statusTable([row], now);
+    expect(table).toMatch(/^site1\s+gw1\s+isp1\s+1\s+degraded \(912 ms, 20\.0 % loss\)\s+no\s+2026-11-22 04:10:03Z \(5m\)\s+300\s+75\.0 %$/m);
+    expect(statusExitCode([row])).toBe(2);
+    const silent = { ...slow, quality: { rttMs: null, lossPercent: 100, probes: 6 } };
+    expect(statusTable([{ ...row, links: [silent] }], now)).toContain(" degraded (no answer, 100.0 % loss) ");
+    // An up link's figures are not shown: its state says enough.
+    expect(statusTable([{ ...healthy, links: [{ ...healthy.links[0], quality: { rttMs: 24.5, lossPercent: 0, probes: 10 } }] }], now)).toMatch(/^site1\s+gw1\s+isp1\s+1\s+up\s+yes\s/m);
   });
 
   it("exits 0 all up, 2 a link down or the daemon stopped, 1 a gateway unreachable", () => {
