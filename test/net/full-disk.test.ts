@@ -20,9 +20,9 @@ import { describeAsRoot } from "../helpers/root";
 /** Bounds the sweep: the bundle takes about 20 pages, and a push needs room for two copies. */
 const MAX_FREE_PAGES = 80;
 
-/** Every file under `root` but the filler, the logs and /run (the health daemon's), with its hash. */
+/** Every file under `root` but the filler, the logs, /run and the metrics file (the health daemon's, rewritten every round), with its hash. */
 function files(root: string): Record<string, string> {
-  const skip = /^(filler|var\/log\/|run\/)/;
+  const skip = /^(filler|var\/log\/|run\/|var\/lib\/prometheus\/)/;
   const paths = readdirSync(root, { recursive: true, encoding: "utf8" }).filter((p) => !skip.test(p) && statSync(join(root, p)).isFile());
   return Object.fromEntries(paths.sort().map((p) => [p, createHash("sha256").update(readFileSync(join(root, p))).digest("hex")]));
 }
