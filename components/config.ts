@@ -213,7 +213,7 @@ const balanceFields = {
 };
 const healthFields = {
   interval: z.number().min(0.1).max(60)
-    .meta({ description: "seconds from the start of one probe round to the next", default: HEALTH_DEFAULTS.interval }),
+    .meta({ description: "seconds between probe rounds (each round's own work, a few milliseconds, comes on top)", default: HEALTH_DEFAULTS.interval }),
   timeout: z.number().min(0.1).max(30).meta({ description: "seconds a probe waits for its answer", default: HEALTH_DEFAULTS.timeout }),
   down: z.number().int().min(1).max(100)
     .meta({ description: "consecutive failed rounds that take a link down", default: HEALTH_DEFAULTS.down }),
@@ -602,7 +602,8 @@ export function variantRules(links: TieredLink[], policies: Policy[]): { total: 
   policies.forEach((p, i) => {
     for (const live of liveSets) {
       if (count.total > MAX_VARIANT_RULES) return;
-      const n = rules(p.members ?? everyLink, p.sticky, live);
+      // Without members, a policy balancing per connection jumps to the default split: one rule.
+      const n = !p.members && p.sticky === "connection" ? 1 : rules(p.members ?? everyLink, p.sticky, live);
       count.policies[i] += n;
       count.total += n;
     }

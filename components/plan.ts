@@ -106,7 +106,7 @@ export interface Plan {
   ipRules: string[];
   ipRoutes: string[];
   ipUndo: string[];
-  health: Health & { markMask: number; intervalMs: number };
+  health: Health & { markMask: number };
   sysctls: { key: string; value: string }[];
   /** The split's entry chain (BALANCE_CHAIN). */
   balanceChain: string;
@@ -270,7 +270,7 @@ export function planGateway(gw: Gateway): Plan {
     ipRules,
     ipRoutes,
     ipUndo,
-    health: { ...gw.health, markMask: MARK_MASK, intervalMs: Math.round(gw.health.interval * 1000) },
+    health: { ...gw.health, markMask: MARK_MASK },
     sysctls: [
       { key: "net.ipv4.ip_forward", value: "1" },
       // rp_filter checks a reply against the tables *with* its mark only when this is set;

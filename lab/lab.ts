@@ -341,19 +341,26 @@ export class Lab {
  * lists only processes inside these namespaces, which belong to the lab alone.
  */
 export async function removeNamespaces(names: readonly string[]): Promise<string[]> {
+  // Listed again after each kill: a process may fork (a daemon's round) between the listing and
+  // the kill, and its child would go on writing into the lab's root.
   const strays: number[] = [];
-  for (const ns of names) {
-    const { stdout } = await run(["ip", "netns", "pids", ns], { timeoutMs: 5000 });
-    strays.push(...stdout.split(/\s+/).filter(Boolean).map(Number));
-  }
-  for (const pid of strays) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
+  for (let pass = 0; pass < 5; pass++) {
+    const found: number[] = [];
+    for (const ns of names) {
+      const { stdout } = await run(["ip", "netns", "pids", ns], { timeoutMs: 5000 });
+      found.push(...stdout.split(/\s+/).filter(Boolean).map(Number));
     }
+    if (!found.length) break;
+    strays.push(...found);
+    for (const pid of found) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    for (let i = 0; i < 40 && found.some(isRunning); i++) await sleep(50);
   }
-  for (let i = 0; i < 40 && strays.some(isRunning); i++) await sleep(50);
   const problems: string[] = [];
   if (names.length) {
     // -force: keep deleting the others if one fails.
