@@ -4,6 +4,7 @@
 // connections that rule sees per period, its counter is back where it started at the end of every
 // period: so each chain delivers its exact counts over every period, and the whole split repeats
 // with period W = Σweights/gcd. Any W consecutive connections then hold exactly each weight's share.
+import { memoize } from "./memo";
 
 /** Where a rule sends what it takes: a link (its position in the counts) or another chain. */
 export type SplitTarget = { link: number } | { chain: number };
@@ -67,21 +68,14 @@ const sameTarget = (a: SplitTarget, b: SplitTarget) =>
 export function planSplit(weights: number[]): Split {
   const g = live(weights).reduce((a, i) => gcd(a, weights[i]), 0);
   const reduced = weights.map((w) => (w > 0 ? w / g : 0));
-  const key = reduced.join(",");
-  let split = planned.get(key);
-  if (!split) {
-    if (planned.size >= PLANNED_MAX) planned.clear();
-    planned.set(key, (split = buildSplit(reduced)));
-  }
-  return split;
+  return planned(reduced);
 }
 
 /**
  * Splits already planned, by reduced weights: validation and planning ask for the same ones, and
- * so do a fleet's gateways. Callers only read them.
+ * so do a fleet's gateways.
  */
-const planned = new Map<string, Split>();
-const PLANNED_MAX = 10_000;
+const planned = memoize((reduced: number[]) => buildSplit(reduced), (reduced) => reduced.join(","), 10_000);
 
 function buildSplit(reduced: number[]): Split {
   const chains: SplitChain[] = [];

@@ -7,6 +7,7 @@
 // ranges by weight, so consecutive addresses (a DHCP pool) alternate over the links in their
 // weights' ratio (see preferences for the others). The rules match values by their low bits
 // (-s 0.0.0.1/0.0.0.3).
+import { memoize } from "./memo";
 import { carrying, type TieredMember } from "./tiers";
 
 const BITS = 8;
@@ -74,18 +75,8 @@ function preferences(tier: TieredMember[]): number[][] {
   });
 }
 
-/** preferences() by tier: every live set of a gateway asks for the same few. Callers only read them. */
-const planned = new Map<string, number[][]>();
-const PLANNED_MAX = 1000;
-function preferencesOf(tier: TieredMember[]): number[][] {
-  const key = JSON.stringify(tier.map((m) => [m.link, m.weight]));
-  let prefs = planned.get(key);
-  if (!prefs) {
-    if (planned.size >= PLANNED_MAX) planned.clear();
-    planned.set(key, (prefs = preferences(tier)));
-  }
-  return prefs;
-}
+/** preferences() by tier: every live set of a gateway asks for the same few. */
+const preferencesOf = memoize(preferences, (tier: TieredMember[]) => JSON.stringify(tier.map((m) => [m.link, m.weight])), 1000);
 
 /** Each link's values as few low-bits masks as cover them: a binary trie over the low bits. */
 function masks(owners: string[]): Map<string, SourceMatch[]> {
