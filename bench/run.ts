@@ -6,7 +6,9 @@
 //   3. kernel multipath on the same lab, for comparison: its split (L3 and L4 hash) and an outage;
 //   4. `multiwan drift` over 20 SSH-managed namespace gateways (target: under 5 s);
 //   5. time to validate, plan and render the bundles of 1000 gateways;
-//   6. new-connection capacity of a namespace gateway, plain NAT against multiwan (bench/newconn.ts).
+//   6. new-connection capacity of a namespace gateway, plain NAT against multiwan (bench/newconn.ts);
+//   7. the health daemon: processes and CPU per probe round, and failover per detection path
+//      (bench/health.ts).
 import { parseSite } from "../components/config";
 import { planGateway } from "../components/plan";
 import { renderBundle } from "../components/render";
@@ -22,6 +24,7 @@ import { deploy, labSite, unmarkedConnections } from "../lab/deploy";
 import { runFailover } from "../lab/failover";
 import { timelineSvg, timelineTable } from "../lab/timeline";
 import { newConnections } from "./newconn";
+import { daemonCost, detection } from "./health";
 
 const CONNECTIONS = 2000;
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
@@ -186,6 +189,8 @@ const SECTIONS: Record<string, () => Promise<void> | void> = {
   drift: () => driftFleet(20),
   render: () => renderFleet(1000),
   newconn: newConnections,
+  cost: daemonCost,
+  detection,
 };
 
 /** `npm run bench` runs every section; `npm run bench -- drift failover` only those. */

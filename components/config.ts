@@ -153,6 +153,17 @@ const qualitySchema = z.strictObject({
   }
 }).describe("degrade a link whose probes answer slowly or with loss: it leaves the balancing like a down link until its figures recover");
 
+export const PASSIVE_DEFAULTS = { connections: 3, replyMs: 250 };
+const passiveSchema = z.union([
+  z.boolean(),
+  z.strictObject({
+    connections: z.number().int().min(2).max(1000).optional()
+      .meta({ description: "new TCP connections through one link, none of them answered, that make the daemon confirm the link at once", default: PASSIVE_DEFAULTS.connections }),
+    replyMs: z.number().int().min(50).max(10_000).optional()
+      .meta({ description: "milliseconds a new connection may wait for its first answer before it counts as unanswered (above the links' normal round trip)", default: PASSIVE_DEFAULTS.replyMs }),
+  }),
+], { error: "must be true, false or { connections?, replyMs? }" });
+
 const weight = z.number().int().min(1).max(1000);
 const tier = z.number().int().min(1).max(16);
 
@@ -192,6 +203,7 @@ export const BALANCE_DEFAULTS = {
 export const HEALTH_DEFAULTS = {
   interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true, hookTimeout: 10,
   metricsFile: "/var/lib/prometheus/node-exporter/multiwan.prom" as string | false,
+  passive: true as Passive,
 };
 
 // Site and gateway sections are partial and merged over these defaults in resolveGateway, so the
@@ -226,6 +238,10 @@ const healthFields = {
   quality: qualitySchema.describe("latency and loss limits for every link (a link's own `quality` replaces them); off when omitted"),
   metricsFile: z.union([z.string().regex(/^(\/[A-Za-z0-9._-]+)+\.prom$/, "must be an absolute path of A-Z a-z 0-9 . _ - segments ending in .prom").refine(noDotDot, "must not contain '..'"), z.literal(false)])
     .meta({ description: "Prometheus text file the daemon rewrites after every round, under the gateway's root (node_exporter's textfile collector reads Debian's default); false: none", default: HEALTH_DEFAULTS.metricsFile }),
+  passive: passiveSchema.meta({
+    description: "watch the LAN's new TCP connections per link (conntrack events): when one link's go unanswered while the others' do not, probe it at once with a short burst and take it down if that fails too; false: probes only",
+    default: HEALTH_DEFAULTS.passive,
+  }),
   hookTimeout: z.number().int().min(1).max(300)
     .meta({ description: "seconds a link hook (`/etc/multiwan-hooks.d/*`) may run before it is killed and the next one runs", default: HEALTH_DEFAULTS.hookTimeout }),
 };
@@ -365,6 +381,7 @@ export type Balance = Omit<z.infer<typeof balancePartial>, "policies"> & typeof 
   policies: Policy[];
 };
 export type Quality = z.infer<typeof qualitySchema>;
+export type Passive = z.infer<typeof passiveSchema>;
 export type Health = typeof HEALTH_DEFAULTS & { quality?: Quality };
 /** One gateway with every default filled in and site-level settings merged. */
 export type Gateway = Omit<RawGateway, "links" | "balance" | "health"> & {

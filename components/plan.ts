@@ -1,7 +1,8 @@
 // The planner: pure functions from a resolved gateway config to the view model every template
 // prints. All decisions (marks, tables, priorities, the split, variants, NAT) are made here.
 import { RESULT_TAG } from "./apply-result";
-import { QUALITY_DEFAULTS, RESERVED_TABLES, type Gateway, type Health, type Link, type Policy, type Quality } from "./config";
+import { PASSIVE_DEFAULTS, QUALITY_DEFAULTS, RESERVED_TABLES, type Gateway, type Health, type Link, type Policy, type Quality } from "./config";
+import { parseCidr } from "./ipv4";
 import { LAYOUT, UNITS, under, type Layout } from "./layout";
 import { BALANCE_CHAIN, planVariants, policyChain, type Variant } from "./variants";
 
@@ -106,7 +107,7 @@ export interface Plan {
   ipRules: string[];
   ipRoutes: string[];
   ipUndo: string[];
-  health: Health & { markMask: number };
+  health: Omit<Health, "passive"> & { markMask: number; timeoutMs: number; passive?: PlannedPassive };
   sysctls: { key: string; value: string }[];
   /** The split's entry chain (BALANCE_CHAIN). */
   balanceChain: string;
@@ -156,6 +157,36 @@ function planQuality(q: Quality | undefined): PlannedLink["quality"] {
     recoverLatencyUs: ms(q.recoverLatencyMs ?? (q.latencyMs === undefined ? undefined : q.latencyMs * 0.8)),
     recoverLossPermille: permille(q.recoverLossPercent ?? (q.lossPercent === undefined ? undefined : q.lossPercent / 2)),
     flush: q.flushConntrack ?? QUALITY_DEFAULTS.flushConntrack,
+  };
+}
+
+/**
+ * Passive detection in the daemon's terms: its awk program reads conntrack events, so the LAN's
+ * networks come as `base:size` integer pairs and each link as `markByte:position`.
+ */
+export interface PlannedPassive {
+  connections: number;
+  replyMs: number;
+  lanBlocks: string;
+  linkMarks: string;
+  /** The mark byte's unit in a connmark (MARK_MASK's lowest bit). */
+  markUnit: number;
+}
+
+function planPassive(gw: Gateway, links: PlannedLink[]): PlannedPassive | undefined {
+  const passive = gw.health.passive;
+  // One link has nowhere to fail over to; probes alone decide.
+  if (passive === false || links.length < 2) return undefined;
+  const lanBlocks = gw.lan.networks.map((net) => {
+    const s = parseCidr(net);
+    return `${s.network}:${s.broadcast - s.network + 1}`;
+  });
+  return {
+    ...PASSIVE_DEFAULTS,
+    ...(passive === true ? {} : passive),
+    lanBlocks: lanBlocks.join(" "),
+    linkMarks: links.map((l) => `${l.markByte}:${l.index}`).join(" "),
+    markUnit: MARK_MASK & -MARK_MASK,
   };
 }
 
@@ -270,7 +301,7 @@ export function planGateway(gw: Gateway): Plan {
     ipRules,
     ipRoutes,
     ipUndo,
-    health: { ...gw.health, markMask: MARK_MASK },
+    health: { ...gw.health, markMask: MARK_MASK, timeoutMs: Math.round(gw.health.timeout * 1000), passive: planPassive(gw, links) },
     sysctls: [
       { key: "net.ipv4.ip_forward", value: "1" },
       // rp_filter checks a reply against the tables *with* its mark only when this is set;

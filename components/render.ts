@@ -42,6 +42,7 @@ export const BUNDLE_FILES = [
   "apply.sh",
   UNITS.restore,
   "health.sh",
+  "passive.awk",
   UNITS.health,
 ] as const;
 

@@ -2,9 +2,9 @@
 // opens about 20 new connections per second.
 import { existsSync, readFileSync } from "node:fs";
 import { expect, it } from "vitest";
-import { withLab, type ConnectionResult, type Lab } from "../../lab/lab";
+import { withLab, type Lab } from "../../lab/lab";
 import { deploy, labSite, runApply, renderLabBundle } from "../../lab/deploy";
-import { healthState } from "../../lab/failover";
+import { healthState, recoveryMs } from "../../lab/failover";
 import { healthLog, waitFor } from "./health";
 import { describeAsRoot } from "../helpers/root";
 
@@ -12,11 +12,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const DEFAULTS = { interval: 0.5, timeout: 1, down: 3, up: 5 };
 const FAST = { interval: 0.1, timeout: 0.25, down: 3, up: 10 };
 
-/** Milliseconds from `breakAt` to the start of the last connection that failed (0: none failed). */
-function recoveryMs(results: ConnectionResult[], breakAt: number): number {
-  const failed = results.filter((r) => !r.ok && r.startedAt >= breakAt - 1000);
-  return failed.length ? Math.max(...failed.map((r) => r.startedAt - breakAt)) : 0;
-}
 
 async function outage(lab: Lab, o: { connectTimeoutMs: number; beforeMs: number; outageMs: number; afterMs: number }) {
   const total = o.beforeMs + o.outageMs + o.afterMs;

@@ -21,7 +21,7 @@ describe("multiwan render", () => {
     const out = join(scratch, "bundle");
     const r = multiwan("render", "--config", EXAMPLE, "--gateway", "gw1", "--out", out);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^gw1: 15 files in /);
+    expect(r.stdout).toMatch(/^gw1: 16 files in /);
     expect(readFileSync(join(out, "iptables.rules"), "utf8")).toContain("-A MWAN-POST -s 198.18.1.0/24 -o eth1 -j SNAT --to-source 203.0.113.2");
     expect(existsSync(join(out, "variants", "isp1+isp2.rules"))).toBe(true);
   });

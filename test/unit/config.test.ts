@@ -315,6 +315,7 @@ describe("config defaults", () => {
     expect(g.health).toEqual({
       interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true, hookTimeout: 10,
       metricsFile: "/var/lib/prometheus/node-exporter/multiwan.prom", // Debian's node_exporter textfile directory
+      passive: true, // on: new connections unanswered on one link trigger a confirm burst
     });
     expect(g.health.quality).toBeUndefined(); // off unless asked for
     expect(g.links.map((l) => l.quality)).toEqual([undefined, undefined]);

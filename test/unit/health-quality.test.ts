@@ -75,9 +75,9 @@ case $target in
 esac
 `);
     chmodSync(join(bin, "ping"), 0o755);
-    const out = healthFunctions(bundle, 'rounds=$probes/test; mkdir -p "$rounds"; probe_round 1 7; cat "$rounds/1.7"; ls -A "$rounds"', { root: freshRoot(), bin });
-    // answered, sent, µs summed; the summaries' files are gone
-    expect(out).toBe("1 2 912345\n1.7\n");
+    const out = healthFunctions(bundle, 'rounds=$probes/test; mkdir -p "$rounds"; enter_round 0; probe_round 1 7; cat "$rounds/b0/1.7"; ls -A "$rounds/b0"', { root: freshRoot(), bin });
+    // answered, sent, µs summed; the summaries stay in the round's block until the block goes
+    expect(out).toBe("1 2 912345\n1.7\n1.7.p1\n1.7.p2\n");
   });
 });
 
@@ -93,9 +93,9 @@ type Round = ReturnType<typeof round>;
 function feed(bundle: Bundle, fed: Round[], o: { index?: number; initial?: string } = {}) {
   const i = o.index ?? 1;
   const commands = [
-    'rounds=$probes/test; mkdir -p "$linkstate" "$rounds"',
+    'rounds=$probes/test; mkdir -p "$linkstate" "$rounds"; enter_round 0',
     ...(o.initial ? [`link_info ${i}; echo '${o.initial}' >"$linkstate/$name"`] : []),
-    ...fed.map((r, n) => `echo '${r.answered} ${r.sent} ${r.answered * r.rttUs}' >"$rounds/${i}.${n}"; change=$(collect ${i}) || change=""; load_state ${i}; echo "$status $change"`),
+    ...fed.map((r, n) => `echo '${r.answered} ${r.sent} ${r.answered * r.rttUs}' >"$rounds/b0/${i}.${n}"; collect ${i} || changed=""; load_state ${i}; echo "$status $changed"`),
     `link_info ${i}; cat "$linkstate/$name"`,
   ];
   const lines = healthFunctions(bundle, commands.join("\n"), { root: freshRoot() }).replace(/\n$/, "").split("\n");
@@ -199,7 +199,7 @@ describe("the Prometheus text file (metrics_text)", () => {
   /** metrics_text at round 42 with these link state lines. */
   function metricsOf(states: Record<string, string>): string {
     const writes = Object.entries(states).map(([name, line]) => `echo '${line}' >"$linkstate/${name}"`);
-    return healthFunctions(bundle, ['mkdir -p "$linkstate"', ...writes, "round=42", "metrics_text"].join("\n"), { root: freshRoot(), bin: clock });
+    return healthFunctions(bundle, ['mkdir -p "$linkstate"', ...writes, "round=42", "now=$(now_ms)", "metrics_text"].join("\n"), { root: freshRoot(), bin: clock });
   }
 
   /** promtool's verdict: exit status and everything it printed. */

@@ -137,6 +137,7 @@ describe("the rest of the bundle", () => {
         "iptables.rules",
         "manifest.json",
         "multiwan-restore.service",
+        "passive.awk",
         "rt_tables",
         "sysctl.conf",
         "variants/isp1+isp2.rules",
