@@ -51,7 +51,7 @@ async function sample(lab: Lab, sid: number, ms: number) {
   return { rounds: n, perSecond: (n * 1000) / (t1 - t0), forksPerRound: (f1 - f0) / n, cpu: (c1 - c0) / ((t1 - t0) / 1000) };
 }
 
-/** The fast profile on 2 and 4 links, with passive detection: idle, and under 40 new connections/s. */
+/** The fast profile on 2 and 4 links, with passive detection: idle, and under 40 and 400 new connections/s. */
 export async function daemonCost() {
   console.log("\nhealth daemon cost, fast profile (interval 0.1 s, timeout 0.25 s), passive on, one target per link; 10 s each:");
   console.log("| links | traffic | rounds/s | processes forked per round | CPU (share of one core) |\n|---|---|---|---|---|");
@@ -60,8 +60,8 @@ export async function daemonCost() {
       await deploy(lab, labSite(lab, { weights: Array(links).fill(1), health: FAST }), { daemon: true });
       await allCarrying(lab);
       const sid = Number(readFileSync(under(lab.root, LAYOUT.pidFile), "utf8"));
-      for (const traffic of [0, 40]) {
-        const load = traffic ? lab.openConnections(traffic * 12, { ratePerSec: traffic, concurrency: 50 }) : Promise.resolve([]);
+      for (const traffic of [0, 40, 400]) {
+        const load = traffic ? lab.openConnections(traffic * 12, { ratePerSec: traffic, concurrency: 100 }) : Promise.resolve([]);
         if (traffic) await sleep(1000);
         const s = await sample(lab, sid, 10_000);
         await load;

@@ -1,6 +1,8 @@
 // Passive detection on real links: with the default probe profile, the daemon reads the LAN's
 // new TCP connections per link from conntrack's events and confirms a link whose connections stop
 // being answered with a ping burst, long before three probe rounds have failed.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { expect, it } from "vitest";
 import { withLab, type Lab } from "../../lab/lab";
 import { deploy, labSite } from "../../lab/deploy";
@@ -44,6 +46,9 @@ describeAsRoot("passive detection", () => {
       expect(downAfter).toBeLessThanOrEqual(3000);
       expect(healthLog(lab)).toMatch(/link isp1 down \(\d of \d needed targets answered/);
       expect(healthLog(lab)).not.toMatch(/passive/);
+      // ... though it was watching all along.
+      const metrics = readFileSync(join(lab.root, "var/lib/prometheus/node-exporter/multiwan.prom"), "utf8");
+      expect(metrics).toMatch(/^multiwan_passive_watching\{gateway="labgw"\} 1$/m);
     });
   }, 60_000);
 

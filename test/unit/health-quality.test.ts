@@ -233,7 +233,9 @@ describe("the Prometheus text file (metrics_text)", () => {
     // Round trip and loss only where the window holds probes (isp1's); every link has the other
     // series, and nothing else is written.
     expect(["isp2", "lte"].flatMap((l) => [link("link_rtt_seconds", l), link("link_loss_ratio", l)])).toEqual([undefined, undefined, undefined, undefined]);
-    expect(m.size).toBe(3 * (3 + 4) + 2 + 2);
+    // Passive detection is on (the default) but no watcher runs here: 0, never a silent absence.
+    expect(m.get('multiwan_passive_watching{gateway="gw1"}')).toBe(0);
+    expect(m.size).toBe(3 * (3 + 4) + 2 + 2 + 1);
   });
 
   it("follows a recovery: a tier-1 link back up takes the traffic from the backup", () => {
