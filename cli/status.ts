@@ -38,6 +38,7 @@ function gatewayNotes(r: StatusRow, now: Date): string[] {
   if (!r.reachable) return [`${r.gateway}: unreachable: ${r.error}`];
   const parts = [`health daemon ${r.daemon}`];
   if (r.variant) parts.push(`balancing over ${r.variant}`);
+  if (r.passive) parts.push(`passive detection ${r.passive}`);
   // The state's age on the gateway's clock when it could be read: ours may be off.
   const written = r.stateAgeMs ?? (r.updated ? now.getTime() - r.updated.getTime() : null);
   parts.push(written === null ? "no state written" : `state written ${age(written)} ago`);

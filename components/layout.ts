@@ -41,6 +41,8 @@ export interface DaemonState {
   updated: number;
   /** The balancing variant in place: live links joined by `+`, or `none`. */
   variant: string;
+  /** Passive detection: reading conntrack's events, between two watchers, without a conntrack command, or off (health.passive false). */
+  passive?: "watching" | "stopped" | "unavailable" | "off";
   links: {
     name: string;
     status: "up" | "degraded" | "down";

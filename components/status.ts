@@ -35,6 +35,8 @@ export interface GatewayStatus {
   daemon: "running" | "stale" | "stopped" | "unknown";
   /** The balancing variant the daemon last put in place (`isp1+isp2`, `none`). */
   variant?: string;
+  /** Passive detection as the daemon last reported it (absent: a daemon from before it). */
+  passive?: NonNullable<DaemonState["passive"]>;
   /** When the daemon last wrote its state. */
   updated: Date | null;
   /** How long ago, on the gateway's own clock; null when there is no state or no clock reading. */
@@ -47,6 +49,8 @@ export interface GatewayStatus {
   /** Open connections carrying none of the links' marks (LAN-local, management, unbalanced). */
   other: number;
 }
+
+const PASSIVE_STATES: readonly string[] = ["watching", "stopped", "unavailable", "off"] satisfies NonNullable<DaemonState["passive"]>[];
 
 /** What a sysctl the rules need does when it has another value. */
 const SYSCTL_EFFECTS: Record<string, string> = {
@@ -169,6 +173,11 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
     } else if (stateAgeMs === null) {
       problems.push("cannot tell whether the health daemon is alive: the gateway's clock could not be read");
     }
+    if (!stale && state.passive === "stopped") {
+      problems.push("passive detection stopped (its conntrack event watcher ended; the daemon starts it again within 30 s): failover waits for the probes");
+    } else if (!stale && state.passive === "unavailable") {
+      problems.push("passive detection unavailable: the gateway has no conntrack command: failover waits for the probes");
+    }
   } else {
     // A daemon that does not run watches nothing: its last states are history, not the links now.
     for (const l of links) l.status = "unknown";
@@ -178,6 +187,7 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
     reachable: true,
     daemon,
     ...(typeof state.variant === "string" ? { variant: state.variant } : {}),
+    ...(PASSIVE_STATES.includes(state.passive as never) ? { passive: state.passive } : {}),
     updated,
     stateAgeMs,
     links,

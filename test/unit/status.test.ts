@@ -117,6 +117,16 @@ describe("status command and parsing", () => {
     expect(status.variant).toBeUndefined();
   });
 
+  it("says when passive detection is not watching, and why, and nothing while it watches or is off", () => {
+    const passive = (p: string | undefined) => parseStatus(probeOutput({ state: { ...STATE, passive: p } }), files);
+    expect(passive("watching")).toMatchObject({ passive: "watching", problems: [] });
+    expect(passive("off")).toMatchObject({ passive: "off", problems: [] });
+    expect(passive("stopped").problems).toEqual(["passive detection stopped (its conntrack event watcher ended; the daemon starts it again within 30 s): failover waits for the probes"]);
+    expect(passive("unavailable").problems).toEqual(["passive detection unavailable: the gateway has no conntrack command: failover waits for the probes"]);
+    expect(passive("bogus")).not.toHaveProperty("passive"); // from a gateway: only what we know
+    expect(passive(undefined)).not.toHaveProperty("passive"); // a daemon from before passive detection
+  });
+
   it("parses a running daemon and the systemd answer", () => {
     expect(parseStatus(probeOutput(), files).daemon).toBe("running");
     expect(parseStatus(probeOutput({ daemon: "failed" }), files).daemon).toBe("stopped");
@@ -241,6 +251,7 @@ const healthy: StatusRow = {
   reachable: true,
   daemon: "running",
   variant: "isp1+isp2",
+  passive: "watching",
   updated: new Date(T0 + 299_000),
   links: [up("isp1", 300, 0.75), up("isp2", 100, 0.25, T0 - 3 * 3600_000 - 60_000)],
   total: 400,
@@ -261,7 +272,7 @@ describe("status table and exit codes", () => {
         "site1  gw1      isp2  1     up           yes      2026-11-22 01:09:03Z (3h6m)  100    25.0 %",
         "site2  gw9      -           unreachable",
         "",
-        "  gw1: health daemon running, balancing over isp1+isp2, state written 1s ago, 2 other connections",
+        "  gw1: health daemon running, balancing over isp1+isp2, passive detection watching, state written 1s ago, 2 other connections",
         "  gw9: unreachable: 198.51.100.9:22: connect ETIMEDOUT",
       ].join("\n"),
     );
