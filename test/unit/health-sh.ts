@@ -8,8 +8,8 @@ import type { Bundle } from "../../components/render";
 
 /** health.sh's functions, then `commands`; its stdout. `bin` comes first on PATH. */
 export function healthFunctions(bundle: Bundle, commands: string, o: { root?: string; bin?: string } = {}): string {
-  const script = bundle["health.sh"].replace(/\nmain\n$/, "\n");
-  if (script === bundle["health.sh"]) throw new Error("health.sh no longer ends with `main`: the functions cannot be run without the loop");
+  const script = bundle["health.sh"].replace(/\nmain "\$@"\n$/, "\n");
+  if (script === bundle["health.sh"]) throw new Error('health.sh no longer ends with `main "$@"`: the functions cannot be run without the loop');
   const dir = mkdtempSync(join(tmpdir(), "mwt-health-"));
   try {
     writeFileSync(join(dir, "health.sh"), `${script}${commands}\n`);

@@ -1,13 +1,14 @@
 // passive.awk, the daemon's reader of conntrack events, run by this machine's awk on event lines in
 // conntrack's own format: which link it names a suspect, and what must never make it point.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { planGateway } from "../../components/plan";
 import { renderBundle } from "../../components/render";
 import { gateway } from "./fixtures";
+import { healthFunctions } from "./health-sh";
 
 // validSite: LAN 198.18.1.0/24, isp1 mark byte 1, isp2 mark byte 2 (connmarks 0x100, 0x200).
 const MARK = { isp1: 0x100, isp2: 0x200 };
@@ -95,11 +96,16 @@ describe("passive detection's event reader", () => {
     traffic(refused, 3000);
     expect(suspects(refused)).toEqual([]);
 
-    const inbound = new Events();
-    traffic(inbound, 3000);
-    for (let ms = 0; ms < 3000; ms += 10) inbound.open(ms, "isp1", { src: "198.51.100.77" }); // from the internet to a LAN server
-    inbound.lines.sort();
-    expect(suspects(inbound)).toEqual([]);
+    // isp1's only new connections come from outside (to a LAN server that is down), isp2 answers.
+    const inbound = (src: string) => {
+      const e = new Events();
+      for (let ms = 0; ms < 3000; ms += 50) e.answer(ms + 5, e.open(ms, "isp2"));
+      for (let ms = 0; ms < 3000; ms += 10) e.open(ms, "isp1", { src });
+      e.lines.sort();
+      return suspects(e);
+    };
+    expect(inbound("198.51.100.77")).toEqual([]);
+    expect(inbound("198.18.1.77")[0]).toBe("suspect 1 3"); // the same from a LAN address does count
   });
 
   it("names no link when every link goes unanswered at once (the fault is not a link's)", () => {
@@ -124,5 +130,100 @@ describe("passive detection's event reader", () => {
     traffic(e, 2000, 1000);
     expect(suspects(e, { connections: 12 })).toEqual([]); // isp1 has 10 unanswered in all
     expect(suspects(e, { connections: 5, replyMs: 100 })[0]).toBe("suspect 1 5");
+  });
+});
+
+describe("passive detection in health.sh", () => {
+  const bundle = renderBundle(planGateway(gateway()));
+  const scratch = () => mkdtempSync(join(tmpdir(), "mwt-passive-"));
+
+  it("hands conntrack's events to awk line by line, not in blocks (mawk buffers a pipe unless told)", () => {
+    const dir = scratch();
+    try {
+      writeFileSync(join(dir, "passive.awk"), bundle["passive.awk"]);
+      const event = new Events();
+      event.open(0, "isp1");
+      // One event, then the pipe stays open for 2 s: awk's first line (a tick) must come at once.
+      const out = healthFunctions(bundle, [
+        `t0=$(now_ms); passive_awk_flags`,
+        `{ echo '${event.lines[0]}'; sleep 2; } | awk $awk_flags -f "${dir}/passive.awk" | { read -r word; echo "$word $(($(now_ms) - t0))"; cat >/dev/null; }`,
+      ].join("\n"));
+      const [word, ms] = out.trim().split(" ");
+      expect(word).toBe("tick");
+      expect(Number(ms)).toBeLessThan(1500);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** confirm() of isp1 in a scratch root with a ping that logs its arguments and exits `pingExit`. */
+  function confirmRun(o: { pingExit: number; rttUs?: number; state?: string; twice?: boolean }) {
+    const root = scratch();
+    const bin = join(root, "bin");
+    execFileSync("mkdir", ["-p", bin]);
+    writeFileSync(join(bin, "ping"), `#!/bin/sh\necho "$*" >>"${root}/pings"\nexit ${o.pingExit}\n`);
+    chmodSync(join(bin, "ping"), 0o755);
+    try {
+      const out = healthFunctions(bundle, [
+        'trap \'echo "USR1 reached the daemon"\' USR1',
+        `main=$$; started_at $$; main_started=$st; rounds=$probes/test; mkdir -p "$rounds" "$linkstate"`,
+        `echo '${o.state ?? "up 1000 9 0 1 0"}' >"$linkstate/isp1"`,
+        ...(o.rttUs === undefined ? [] : [`echo ${o.rttUs} >"$rounds/1.rtt"`]),
+        "confirm 1 3 2>&1",
+        ...(o.twice ? ["confirm 1 3 2>&1"] : []),
+        'cat "$rounds/passive.1" 2>/dev/null || echo "no verdict"',
+      ].join("\n"), { root, bin });
+      let pings: string[] = [];
+      try {
+        pings = readFileSync(join(root, "pings"), "utf8").trim().split("\n");
+      } catch {
+        // no ping ran
+      }
+      return { out, pings };
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+
+  it("confirms a suspect with a burst through the link, waiting by its last round trip, and wakes the daemon", () => {
+    const dead = confirmRun({ pingExit: 1, rttUs: 50_000 });
+    // 3 pings 50 ms apart, each waiting 4 × 50 ms + 0.1 s, with the link's mark and interface.
+    expect(dead.pings).toEqual(["-n -q -c 3 -i 0.05 -W 0.300 -m 256 -I wan1 192.0.2.1"]);
+    expect(dead.out).toContain("USR1 reached the daemon");
+    expect(dead.out).toMatch(/^3 new connections unanswered for 250 ms, then 0 of 1 needed targets answered a burst in \d+ ms$/m);
+    // Short round trips wait at least 0.15 s; no round answered yet in this run: the probes' timeout.
+    expect(confirmRun({ pingExit: 1, rttUs: 100 }).pings[0]).toContain("-W 0.150");
+    expect(confirmRun({ pingExit: 1 }).pings[0]).toContain("-W 1.000");
+  });
+
+  it("keeps a link up whose targets answer the burst, and does not burst it again for 2 s; a down link is not burst", () => {
+    const alive = confirmRun({ pingExit: 0, rttUs: 1000, twice: true });
+    expect(alive.pings.length).toBe(1);
+    expect(alive.out).toMatch(/link isp1: 3 new connections unanswered for 250 ms, but 1 of its targets answered a burst in \d+ ms: it stays up/);
+    expect(alive.out).toContain("no verdict");
+    expect(alive.out).not.toContain("USR1");
+    const down = confirmRun({ pingExit: 1, state: "down 1000 0 9 0 1" });
+    expect(down.pings).toEqual([]);
+    expect(down.out).toContain("no verdict");
+  });
+
+  it("takes a confirmed link down in the daemon's loop: state, transition count, log line, hooks queued", () => {
+    const root = scratch();
+    try {
+      const out = healthFunctions(bundle, [
+        `rounds=$probes/test; mkdir -p "$rounds" "$linkstate" "$hookqueue" "$hooks"; started=1 hookseq=0 went_down=""`,
+        `echo 'up 1000 9 0 1 4' >"$linkstate/isp1"`,
+        `echo '3 new connections unanswered' >"$rounds/passive.1"`,
+        "passive_verdicts 2>&1",
+        'echo "went_down:$went_down"; cat "$linkstate/isp1"; cat "$hookqueue"/[0-9]*; ls "$rounds"',
+      ].join("\n"), { root });
+      expect(out).toMatch(/link isp1 down \(passive: 3 new connections unanswered\)/);
+      expect(out).toContain("went_down: 1");
+      expect(out).toMatch(/^down \d+ 0 3 1 5$/m); // status since oks fails(=down) answered transitions+1
+      expect(out).toContain("isp1 down");
+      expect(out).not.toContain("passive.1"); // consumed
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

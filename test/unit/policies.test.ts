@@ -263,7 +263,7 @@ describe("failback move", () => {
     writeFileSync(join(bin, "conntrack"), `#!/bin/sh\necho "$*" >>"${calls}"\n`);
     chmodSync(join(bin, "conntrack"), 0o755);
     writeFileSync(calls, "");
-    const script = d.bundle["health.sh"].replace(/\nmain\n$/, "\n");
+    const script = d.bundle["health.sh"].replace(/\nmain "\$@"\n$/, "\n");
     expect(script).not.toBe(d.bundle["health.sh"]);
     writeFileSync(join(scratch, "health.sh"), `${script}${commands}\n`);
     const out = execFileSync("sh", [join(scratch, "health.sh")], { encoding: "utf8", env: { PATH: `${bin}:/usr/bin:/bin` }, stdio: ["ignore", "pipe", "ignore"] });
