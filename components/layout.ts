@@ -43,6 +43,8 @@ export interface DaemonState {
   variant: string;
   /** Passive detection: reading conntrack's events, between two watchers, without a conntrack command, or off (health.passive false). */
   passive?: "watching" | "stopped" | "unavailable" | "off";
+  /** Probe rounds started since the daemon started. */
+  rounds?: number;
   links: {
     name: string;
     status: "up" | "degraded" | "down";

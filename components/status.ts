@@ -25,6 +25,8 @@ export interface LinkStatus {
   carrying: boolean | null;
   /** The daemon's quality window, when it keeps one: mean round trip (ms) and loss (%) of its probes. */
   quality?: { rttMs: number | null; lossPercent: number; probes: number };
+  /** State changes the daemon counted (kept across its restarts); null when it has not said. */
+  transitions: number | null;
 }
 
 export interface GatewayStatus {
@@ -37,6 +39,8 @@ export interface GatewayStatus {
   variant?: string;
   /** Passive detection as the daemon last reported it (absent: a daemon from before it). */
   passive?: NonNullable<DaemonState["passive"]>;
+  /** Probe rounds since the daemon started (absent: it has not said). */
+  rounds?: number;
   /** When the daemon last wrote its state. */
   updated: Date | null;
   /** How long ago, on the gateway's own clock; null when there is no state or no clock reading. */
@@ -140,6 +144,7 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
       tier,
       carrying: carried ? carried.includes(name) : null,
       ...qualityOf(s?.window),
+      transitions: count(s?.transitions) ?? null,
     };
   });
   const total = links.reduce((sum, l) => sum + (l.connections ?? 0), 0);
@@ -188,6 +193,7 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
     daemon,
     ...(typeof state.variant === "string" ? { variant: state.variant } : {}),
     ...(PASSIVE_STATES.includes(state.passive as never) ? { passive: state.passive } : {}),
+    ...(count(state.rounds) === undefined ? {} : { rounds: state.rounds }),
     updated,
     stateAgeMs,
     links,
@@ -197,16 +203,18 @@ export function parseStatus(stdout: string, files: Bundle): GatewayStatus {
   };
 }
 
-/** The state's quality window as figures, when it holds probes (fields of any type: as the gateway has them). */
+/** A count from the gateway's state: a non-negative integer, else undefined (fields of any type: as the gateway has them). */
+const count = (v: unknown) => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : undefined);
+
+/** The state's quality window as figures, when it holds probes. */
 function qualityOf(w: Partial<DaemonState["links"][number]["window"]> | undefined): Pick<LinkStatus, "quality"> {
-  const n = (v: unknown) => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : undefined);
-  const [sent, answered, rtt, loss] = [n(w?.sent), n(w?.answered), n(w?.rttUs), n(w?.lossPermille)];
+  const [sent, answered, rtt, loss] = [count(w?.sent), count(w?.answered), count(w?.rttUs), count(w?.lossPermille)];
   if (!sent || answered === undefined || rtt === undefined || loss === undefined) return {};
   return { quality: { rttMs: answered ? rtt / 1000 : null, lossPercent: loss / 10, probes: sent } };
 }
 
 function unreachable(links: { name: string; tier: number }[], error: string): GatewayStatus {
-  const unknown = links.map(({ name, tier }) => ({ name, status: "unknown" as const, since: null, connections: null, share: 0, tier, carrying: null }));
+  const unknown = links.map(({ name, tier }) => ({ name, status: "unknown" as const, since: null, connections: null, share: 0, tier, carrying: null, transitions: null }));
   return { reachable: false, error, daemon: "unknown", updated: null, stateAgeMs: null, links: unknown, total: 0, other: 0, problems: [] };
 }
 

@@ -127,7 +127,7 @@ describe("the scripts' paths come from the layout", () => {
     // One state write from link files as a run left them: isp1 degraded by 8 of 10 probes answered
     // in 912.345 ms each (window tokens sent:answered:µs), isp2 down.
     const window = "2:2:1824690 2:2:1824690 2:2:1824690 2:1:912345 2:1:912345";
-    healthFunctions(bundle, `mkdir -p "$linkstate"\necho "degraded 2000 9 0 2 3 ${window}" >"$linkstate/isp1"\necho "down 1000 0 3 0 7" >"$linkstate/isp2"\nnow=$(now_ms)\nwrite_state_json`);
+    healthFunctions(bundle, `mkdir -p "$linkstate"\necho "degraded 2000 9 0 2 3 ${window}" >"$linkstate/isp1"\necho "down 1000 0 3 0 7" >"$linkstate/isp2"\nnow=$(now_ms) round=42\nwrite_state_json`);
     const state = readFileSync(JSON.parse(bundle["manifest.json"]).paths.stateFile, "utf8");
     const status = parseStatus(`@@multiwan@@ daemon\nactive\n@@multiwan@@ state\n${state}`, bundle);
     // With no link up, the degraded one carries: a slow line beats none.
@@ -136,6 +136,9 @@ describe("the scripts' paths come from the layout", () => {
     expect(status.links[0].quality).toEqual({ rttMs: 912.345, lossPercent: 20, probes: 10 });
     expect(status.links[1].quality).toBeUndefined(); // an empty window: no figures
     expect(status.links[1].since).toEqual(new Date(1000));
+    expect(status.links.map((l) => l.transitions)).toEqual([3, 7]);
+    expect(status.rounds).toBe(42);
+    expect(status.passive).toBe("stopped"); // on, but these functions started no watcher
     expect(JSON.parse(state).links[0]).toEqual({
       name: "isp1", status: "degraded", since: 2000, okRounds: 9, failedRounds: 0, lastAnswered: 2, targets: 1, transitions: 3,
       window: { sent: 10, answered: 8, rttUs: 912345, lossPermille: 200 },

@@ -31,7 +31,7 @@ const STATE = {
   updated: T0 + 300_000,
   variant: "isp1",
   links: [
-    { name: "isp1", status: "up", since: T0, okRounds: 12, failedRounds: 0, lastAnswered: 1, targets: 1 },
+    { name: "isp1", status: "up", since: T0, okRounds: 12, failedRounds: 0, lastAnswered: 1, targets: 1, transitions: 4 },
     { name: "isp2", status: "down", since: T0 + 280_000, okRounds: 0, failedRounds: 9, lastAnswered: 0, targets: 1 },
   ],
 };
@@ -95,8 +95,9 @@ describe("status command and parsing", () => {
       // Nothing watches the links: their last states are not reported as the links' states now.
       // The variant in place (isp1) still decides which link new connections take.
       links: [
-        { name: "isp1", status: "unknown", since: new Date(T0), connections: 3, share: 0.75, tier: 1, carrying: true },
-        { name: "isp2", status: "unknown", since: new Date(T0 + 280_000), connections: 1, share: 0.25, tier: 1, carrying: false },
+        { name: "isp1", status: "unknown", since: new Date(T0), connections: 3, share: 0.75, tier: 1, carrying: true, transitions: 4 },
+        // A state without the count (a daemon from before it): not known, not 0.
+        { name: "isp2", status: "unknown", since: new Date(T0 + 280_000), connections: 1, share: 0.25, tier: 1, carrying: false, transitions: null },
       ],
       total: 4,
       other: 1,
@@ -110,8 +111,8 @@ describe("status command and parsing", () => {
     mkdirSync(root, { recursive: true });
     const status = parseStatus(runLocally(root, null), files);
     expect(status.links).toEqual([
-      { name: "isp1", status: "unknown", since: null, connections: null, share: 0, tier: 1, carrying: null },
-      { name: "isp2", status: "unknown", since: null, connections: null, share: 0, tier: 1, carrying: null },
+      { name: "isp1", status: "unknown", since: null, connections: null, share: 0, tier: 1, carrying: null, transitions: null },
+      { name: "isp2", status: "unknown", since: null, connections: null, share: 0, tier: 1, carrying: null, transitions: null },
     ]);
     expect(status.updated).toBeNull();
     expect(status.variant).toBeUndefined();
@@ -244,7 +245,7 @@ describe("gatewayStatus", () => {
 });
 
 const up = (name: string, connections: number, share: number, since = T0) =>
-  ({ name, status: "up" as const, since: new Date(since), connections, share, tier: 1, carrying: true as boolean | null });
+  ({ name, status: "up" as const, since: new Date(since), connections, share, tier: 1, carrying: true as boolean | null, transitions: 0 });
 const healthy: StatusRow = {
   stack: "site1",
   gateway: "gw1",
