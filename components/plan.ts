@@ -235,6 +235,13 @@ function policyMatches(policy: Policy): string[] {
   );
 }
 
+/**
+ * Destinations no uplink carries: multicast and the limited broadcast (mDNS, SSDP, DHCP) are
+ * tracked as new connections too, and without these bypass rules each would take a slot of the
+ * split (and a link's mark) without ever leaving through it.
+ */
+const LINK_LOCAL_ONLY = ["224.0.0.0/4", "255.255.255.255/32"];
+
 export function planGateway(gw: Gateway): Plan {
   const links = gw.links.map((l, i) => planLink(l, i, gw.health.quality));
   const { balance } = gw;
@@ -287,7 +294,7 @@ export function planGateway(gw: Gateway): Plan {
     links,
     lanInterfaces: gw.lan.interfaces,
     lanNetworks: gw.lan.networks,
-    bypass: [...gw.lan.networks, ...balance.exclude],
+    bypass: [...gw.lan.networks, ...balance.exclude, ...LINK_LOCAL_ONLY],
     classify,
     select,
     unreachable,

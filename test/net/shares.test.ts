@@ -24,3 +24,40 @@ describeAsRoot.each([
     });
   }, 300_000);
 });
+
+describeAsRoot("what the LAN sends to no uplink", () => {
+  it("multicast and broadcast (mDNS, DHCP) take no slot of the split: connections in between still alternate 1:1", async () => {
+    await withLab({ links: 2 }, async (lab) => {
+      await deploy(lab, labSite(lab, { weights: [1, 1] }));
+      // One connection, one datagram to 224.0.0.251 or 255.255.255.255, and so on: if each
+      // datagram took a slot, every connection would land on the same link.
+      const script = [
+        "import socket",
+        "for i in range(40):",
+        `    socket.create_connection(("${lab.serverAddress}", 80), timeout=2).close()`,
+        "    d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
+        "    d.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)",
+        '    d.sendto(b"x", ("224.0.0.251", 5353) if i % 2 == 0 else ("255.255.255.255", 67))',
+        "    d.close()",
+      ].join("\n");
+      await lab.exec(lab.ns.lan, ["python3", "-c", script], { check: true, timeoutMs: 30_000 });
+      const marks = async (args: string[]) => {
+        const r = await lab.exec(lab.ns.gw, ["conntrack", "-L", ...args]);
+        return [...r.stdout.matchAll(/ mark=(\d+) /g)].map((m) => Number(m[1]));
+      };
+      const tcp = await marks(["-p", "tcp", "-d", lab.serverAddress]);
+      const broadcast = await marks(["-d", "255.255.255.255"]);
+      // Multicast the gateway has not joined never gets a confirmed entry, but it does pass the
+      // classification (where a slot would go): the bypass rule's own counter shows it.
+      const classify = (await lab.exec(lab.ns.gw, ["iptables", "-t", "mangle", "-nvxL", "MWAN-CLASSIFY"], { check: true })).stdout;
+      const multicast = Number(/^\s*(\d+)\s+\d+\s+RETURN\s.*224\.0\.0\.0\/4/m.exec(classify)?.[1]);
+      console.log(`alternating with datagrams: ${tcp.filter((m) => m === 0x100).length} on isp1, ${tcp.filter((m) => m === 0x200).length} on isp2; ${multicast} multicast datagrams returned unbalanced, ${broadcast.length} broadcast entries, marks ${[...new Set(broadcast)]}`);
+      expect(tcp.length).toBe(40);
+      expect(tcp.filter((m) => m === 0x100).length).toBe(20);
+      expect(tcp.filter((m) => m === 0x200).length).toBe(20);
+      expect(multicast).toBe(20);
+      expect(broadcast.length).toBe(20);
+      expect(broadcast.every((m) => m === 0)).toBe(true);
+    });
+  }, 60_000);
+});

@@ -155,9 +155,10 @@ describe("planGateway: marks, tables, priorities", () => {
 });
 
 describe("planGateway: what is balanced", () => {
-  it("never balances the LAN networks or the excluded ones", () => {
+  it("never balances the LAN networks, the excluded ones, multicast or the limited broadcast", () => {
     const plan = planGateway(gateway((s) => (s.balance = { exclude: ["192.0.2.0/24"] })));
-    expect(plan.bypass).toEqual(["198.18.1.0/24", "192.0.2.0/24"]);
+    // mDNS, SSDP and DHCP from the LAN would otherwise take slots of the split.
+    expect(plan.bypass).toEqual(["198.18.1.0/24", "192.0.2.0/24", "224.0.0.0/4", "255.255.255.255/32"]);
   });
 
   it("selects seed 2's tcp 22, 25, 80, 443", () => {

@@ -84,12 +84,14 @@ describe("iptables.rules", () => {
     }
   });
 
-  it("never balances LAN destinations, excluded networks, or the gateway itself", () => {
+  it("never balances LAN destinations, excluded networks, multicast, broadcast, or the gateway itself", () => {
     const b = renderBundle(planGateway(gateway((s) => (s.balance = { exclude: ["192.0.2.0/24"] }))));
     const classify = parseRestore(b["iptables.rules"]).mangle.rules.filter((r) => chainOf(r) === "MWAN-CLASSIFY");
-    expect(classify.slice(0, 3)).toEqual([
+    expect(classify.slice(0, 5)).toEqual([
       "-A MWAN-CLASSIFY -d 198.18.1.0/24 -j RETURN",
       "-A MWAN-CLASSIFY -d 192.0.2.0/24 -j RETURN",
+      "-A MWAN-CLASSIFY -d 224.0.0.0/4 -j RETURN",
+      "-A MWAN-CLASSIFY -d 255.255.255.255/32 -j RETURN",
       "-A MWAN-CLASSIFY -m addrtype --dst-type LOCAL -j RETURN",
     ]);
     expect(classify.at(-1)).toBe("-A MWAN-CLASSIFY -g MWAN-BALANCE");
