@@ -107,7 +107,7 @@ export interface Plan {
   ipRules: string[];
   ipRoutes: string[];
   ipUndo: string[];
-  health: Omit<Health, "passive"> & { markMask: number; timeoutMs: number; passive?: PlannedPassive };
+  health: Omit<Health, "passive"> & { markMask: number; timeoutMs: number; roundLag: number; passive?: PlannedPassive };
   sysctls: { key: string; value: string }[];
   /** The split's entry chain (BALANCE_CHAIN). */
   balanceChain: string;
@@ -308,7 +308,14 @@ export function planGateway(gw: Gateway): Plan {
     ipRules,
     ipRoutes,
     ipUndo,
-    health: { ...gw.health, markMask: MARK_MASK, timeoutMs: Math.round(gw.health.timeout * 1000), passive: planPassive(gw, links) },
+    health: {
+      ...gw.health,
+      markMask: MARK_MASK,
+      timeoutMs: Math.round(gw.health.timeout * 1000),
+      // Rounds after which a round that wrote no result is counted failed: its probes outlived the timeout.
+      roundLag: Math.ceil(gw.health.timeout / gw.health.interval) + 2,
+      passive: planPassive(gw, links),
+    },
     sysctls: [
       { key: "net.ipv4.ip_forward", value: "1" },
       // rp_filter checks a reply against the tables *with* its mark only when this is set;

@@ -103,6 +103,26 @@ function feed(bundle: Bundle, fed: Round[], o: { index?: number; initial?: strin
   return { statuses: lines.map((l) => l.split(" ")[0]), changes: lines.map((l) => l.split(" ")[1]), state: state.split(" ") };
 }
 
+describe("collect, when a round wrote no result", () => {
+  it("counts it failed once it is round_lag rounds old, and goes on with the rounds after it", () => {
+    const bundle = renderBundle(planGateway(gateway())); // interval 0.5 s, timeout 1 s: lag 4 rounds
+    const ok = (n: number) => `echo '1 1 500' >"$rounds/b0/1.${n}"`;
+    const out = healthFunctions(bundle, [
+      'rounds=$probes/test; mkdir -p "$linkstate" "$rounds"; enter_round 0',
+      ok(0), ok(1), ok(3), ok(4), ok(5), // round 2's probe was killed: no file, ever
+      "round=6; collect 1 2>&1; load_state 1; echo \"$status oks=$oks fails=$fails\"", // 2 is only 4 rounds old: waited for
+      "round=10; collect 1 2>&1; load_state 1; echo \"$status oks=$oks fails=$fails\"",
+      `${ok(6)}; collect 1 2>&1; load_state 1; echo "$status oks=$oks fails=$fails"`,
+    ].join("\n"), { root: freshRoot() });
+    expect(out.split("\n").filter(Boolean)).toEqual([
+      "up oks=2 fails=0",
+      "multiwan-health[gw1]: link isp1: probe round 2 wrote no result; counted as failed",
+      "up oks=3 fails=0", // round 2 failed, 3, 4, 5 answered
+      "up oks=4 fails=0",
+    ]);
+  });
+});
+
 describe("the quality window (collect, judge_quality)", () => {
   // Degraded above 200 ms or 20 % loss, up again at 160 ms and 10 % (the defaults: 80 %, half).
   const both = bundleWith({ latencyMs: 200, lossPercent: 20, window: 5 });
