@@ -114,13 +114,12 @@ describeAsRoot("link quality", () => {
       expect(degraded.state.variant).toBe("isp2");
 
       const cleanFrom = Date.now();
-      const lastLossy = healthState(lab)!.links[0];
+      const lastLossy = healthState(lab)!;
       await lab.impairEchoes("isp1", {});
       const back = await linkBecomes(lab, "up", 10_000);
       const toUp = back.isp1.since - cleanFrom;
-      // Counted in rounds, whose period grows with the daemon's own work on a loaded box. No round
-      // fails once the loss stops, so okRounds counts them.
-      const roundsToUp = back.isp1.okRounds - lastLossy.okRounds;
+      // Counted in the daemon's rounds, whose period grows with its own work on a loaded box.
+      const roundsToUp = back.state.rounds! - lastLossy.rounds!;
       const after = await lab.openConnections(40);
 
       // The figures of the round that degraded it, from its log line (state.json may be read a round later).
@@ -128,8 +127,9 @@ describeAsRoot("link quality", () => {
       console.log(`loss: degraded ${degraded.isp1.since - lossyFrom} ms after 30 % loss began (window: ${answered} of ${sent} answered, ${(100 * (sent - answered)) / sent} % lost), up ${toUp} ms (${roundsToUp} rounds) after it stopped`);
       expect(sent).toBe(20);
       expect((sent - answered) / sent).toBeGreaterThan(0.2);
-      // The lossy rounds slide out of the window; up to 2 more were already under way.
-      expect(roundsToUp).toBeLessThanOrEqual(quality.window + 2);
+      // The lossy rounds slide out of the window; up to 2 more were already under way, and each
+      // state read may be a round behind.
+      expect(roundsToUp).toBeLessThanOrEqual(quality.window + 3);
       expect(back.state.variant).toBe("isp1+isp2");
       expect(after.every((r) => r.ok)).toBe(true);
       expect(lab.shares(after).isp1).toBeGreaterThanOrEqual(0.4);
