@@ -167,6 +167,8 @@ function planQuality(q: Quality | undefined): PlannedLink["quality"] {
 export interface PlannedPassive {
   connections: number;
   replyMs: number;
+  /** Unanswered connections older than this are forgotten (a destination that never answers). */
+  forgetMs: number;
   lanBlocks: string;
   linkMarks: string;
   /** The mark byte's unit in a connmark (MARK_MASK's lowest bit). */
@@ -181,9 +183,11 @@ function planPassive(gw: Gateway, links: PlannedLink[]): PlannedPassive | undefi
     const s = parseCidr(net);
     return `${s.network}:${s.broadcast - s.network + 1}`;
   });
+  const { connections, replyMs } = { ...PASSIVE_DEFAULTS, ...(passive === true ? {} : passive) };
   return {
-    ...PASSIVE_DEFAULTS,
-    ...(passive === true ? {} : passive),
+    connections,
+    replyMs,
+    forgetMs: Math.max(3000, 4 * replyMs),
     lanBlocks: lanBlocks.join(" "),
     linkMarks: links.map((l) => `${l.markByte}:${l.index}`).join(" "),
     markUnit: MARK_MASK & -MARK_MASK,
@@ -240,7 +244,7 @@ function policyMatches(policy: Policy): string[] {
  * tracked as new connections too, and without these bypass rules each would take a slot of the
  * split (and a link's mark) without ever leaving through it.
  */
-const LINK_LOCAL_ONLY = ["224.0.0.0/4", "255.255.255.255/32"];
+const NOT_FOR_UPLINKS = ["224.0.0.0/4", "255.255.255.255/32"];
 
 export function planGateway(gw: Gateway): Plan {
   const links = gw.links.map((l, i) => planLink(l, i, gw.health.quality));
@@ -294,7 +298,7 @@ export function planGateway(gw: Gateway): Plan {
     links,
     lanInterfaces: gw.lan.interfaces,
     lanNetworks: gw.lan.networks,
-    bypass: [...gw.lan.networks, ...balance.exclude, ...LINK_LOCAL_ONLY],
+    bypass: [...gw.lan.networks, ...balance.exclude, ...NOT_FOR_UPLINKS],
     classify,
     select,
     unreachable,

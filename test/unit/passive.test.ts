@@ -114,6 +114,19 @@ describe("passive detection's event reader", () => {
     expect(suspects(e)).toEqual([]);
   });
 
+  it("forgets an unanswered connection after 3 s (4 × replyMs when longer): a stale one on the other link does not shield a dead one", () => {
+    const e = new Events();
+    e.open(0, "isp2"); // never answered, and isp2 carries nothing else
+    for (let ms = 0; ms < 7000; ms += 100) {
+      const id = e.open(ms, "isp1");
+      if (ms < 4000) e.answer(ms + 5, id); // isp1 dies at 4 s
+    }
+    e.lines.sort();
+    expect(suspects(e)[0]).toBe("suspect 1 3"); // isp2's connection is over 3 s old by then
+    // replyMs 2000 keeps it 8 s: isp2 still looks silent through 7 s, so nobody is named.
+    expect(suspects(e, { replyMs: 2000 })).toEqual([]);
+  });
+
   it("reads the link from the mask's byte only, whatever else the connmark carries", () => {
     const e = new Events();
     for (let ms = 0, n = 0; ms < 2000; ms += 50, n++) {

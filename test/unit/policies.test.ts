@@ -2,7 +2,6 @@
 // protocol, port, LAN interface) walk MWAN-CLASSIFY of iptables.rules with a variant file restored
 // on top, as the kernel walks them after a swap by the health daemon; and health.sh's failback run
 // by sh against a fake conntrack.
-import { execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { planGateway, type Plan } from "../../components/plan";
 import { renderBundle, type Bundle } from "../../components/render";
 import { gateway } from "./fixtures";
+import { healthFunctions } from "./health-sh";
 import { inexactWindow, Mangle, type Connection, type Packet } from "./kernel-sim";
 
 interface LinkSpec {
@@ -263,10 +263,7 @@ describe("failback move", () => {
     writeFileSync(join(bin, "conntrack"), `#!/bin/sh\necho "$*" >>"${calls}"\n`);
     chmodSync(join(bin, "conntrack"), 0o755);
     writeFileSync(calls, "");
-    const script = d.bundle["health.sh"].replace(/\nmain "\$@"\n$/, "\n");
-    expect(script).not.toBe(d.bundle["health.sh"]);
-    writeFileSync(join(scratch, "health.sh"), `${script}${commands}\n`);
-    const out = execFileSync("sh", [join(scratch, "health.sh")], { encoding: "utf8", env: { PATH: `${bin}:/usr/bin:/bin` }, stdio: ["ignore", "pipe", "ignore"] });
+    const out = healthFunctions(d.bundle, commands, { bin });
     return [...out.trim().split("\n"), ...readFileSync(calls, "utf8").trim().split("\n").filter(Boolean).map((c) => `conntrack ${c}`)];
   }
 
