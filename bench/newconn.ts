@@ -172,7 +172,7 @@ class Bench {
     await this.applyBundle(bundle, "apply");
     this.applied = bundle;
     // The all-links variant: what iptables.rules carries while no link is down.
-    return plan.balance.walk;
+    return plan.families[0].balance.walk;
   }
 
   async removeMultiwan(): Promise<void> {

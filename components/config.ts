@@ -3,11 +3,13 @@
 // become an extra shell word or iptables option.
 import { z } from "zod";
 import { parseCidr, parseIpv4, inSubnet, formatIpv4, type Subnet } from "./ipv4";
+import { inSubnet6, overlaps6, parseCidr6, parseIpv6, type Subnet6 } from "./ipv6";
 import { noDotDot, ROOT_MAX_LENGTH, ROOT_PATTERN } from "./root-path";
 import { splitRuleCount } from "./split";
 import { stickyRuleCount } from "./sticky";
 import { carrying, carryingWeights } from "./tiers";
 import { TAR_NAME_MAX } from "./tar";
+import { LONGEST_VARIANT_SUFFIX } from "./families";
 import { HOST_KEY_LINE, hostKeyProblem } from "./host-key";
 
 /** Bad config: every problem at once, each with its field path. */
@@ -72,12 +74,21 @@ const unicast = (addressOf: (value: string) => string) => (value: string, ctx: z
 
 const overlaps = (a: Subnet, b: Subnet) => a.network <= b.broadcast && b.network <= a.broadcast;
 
-const networkCidr = z.cidrv4({ message: "must be an IPv4 network in CIDR form, e.g. 198.51.100.0/24" }).refine(
+// A value of the other family names the field it belongs in (`gateway` ↔ `gateway6`).
+const hasColon = (v: unknown) => typeof v === "string" && v.includes(":");
+const hasDot = (v: unknown) => typeof v === "string" && /^[0-9.]+(\/[0-9]*)?$/.test(v);
+const v4Error = (what: string, v6Field: string) => (iss: { input?: unknown }) =>
+  hasColon(iss.input) ? `is IPv6: an IPv6 value goes in \`${v6Field}\`` : what;
+const v6Error = (what: string, v4Field: string) => (iss: { input?: unknown }) =>
+  hasDot(iss.input) ? `is IPv4: an IPv4 value goes in \`${v4Field}\`` : what;
+
+const NETWORK_V4 = "must be an IPv4 network in CIDR form, e.g. 198.51.100.0/24";
+const networkCidr = (v6Field: string) => z.cidrv4({ error: v4Error(NETWORK_V4, v6Field) }).refine(
   (c) => parseCidr(c).network === parseIpv4(c.split("/")[0]),
   { message: "has host bits set: write the network address (iptables would silently change it)" },
 ).meta({ title: "IPv4 network in CIDR form, no host bits set" });
 // A LAN is the gateway's own network: never the whole internet, never a special range.
-const lanNetwork = networkCidr
+const lanNetwork = networkCidr("lan.networks6")
   .superRefine((c, ctx) => {
     if (!DOTTED_QUAD.test(c.split("/")[0])) return;
     const subnet = parseCidr(c);
@@ -87,18 +98,61 @@ const lanNetwork = networkCidr
     if (message) ctx.addIssue({ code: "custom", message });
   })
   .meta({ title: "IPv4 network in CIDR form, no host bits set, not 0.0.0.0/0 or a special range" });
-const ipv4 = z.ipv4({ message: "must be an IPv4 address, e.g. 203.0.113.2" })
+const ipv4 = (v6Field: string) => z.ipv4({ error: v4Error("must be an IPv4 address, e.g. 203.0.113.2", v6Field) })
   .superRefine(unicast((a) => a))
   .meta({ title: "unicast IPv4 address" });
 // SNAT source: an address, optionally with the link's prefix length so the gateway can be checked.
+const ADDRESS_V4 = "must be an IPv4 address, optionally with /prefix, e.g. 203.0.113.2/30";
 const addressWithPrefix = z
   .string()
-  .regex(/^[0-9.]+(\/[0-9]{1,2})?$/, "must be an IPv4 address, optionally with /prefix, e.g. 203.0.113.2/30")
-  .refine((s) => z.ipv4().safeParse(s.split("/")[0]).success && (!s.includes("/") || Number(s.split("/")[1]) <= 32), {
-    message: "must be an IPv4 address, optionally with /prefix, e.g. 203.0.113.2/30",
+  .superRefine((s, ctx) => {
+    if (!z.ipv4().safeParse(s.split("/")[0]).success || (s.includes("/") && !/^[0-9]{1,2}$/.test(s.split("/")[1])) || Number(s.split("/")[1] ?? 0) > 32)
+      ctx.addIssue({ code: "custom", message: v4Error(ADDRESS_V4, "address6")({ input: s }) });
   })
   .superRefine(unicast((s) => s.split("/")[0]))
   .meta({ title: "unicast IPv4 address, optionally with /prefix" });
+
+/** IPv6 ranges that hold no address a gateway can route to as a host. */
+const SPECIAL_RANGES_6 = [
+  { subnet: parseCidr6("::/128"), what: "the unspecified address (::)" },
+  { subnet: parseCidr6("::1/128"), what: "loopback (::1)" },
+  { subnet: parseCidr6("::ffff:0:0/96"), what: "IPv4-mapped (::ffff:0:0/96)" },
+  { subnet: parseCidr6("fe80::/10"), what: "link-local (fe80::/10): not routed beyond its link" },
+  { subnet: parseCidr6("ff00::/8"), what: "multicast (ff00::/8)" },
+];
+const special6 = (s: Subnet6, allowLinkLocal = false) =>
+  SPECIAL_RANGES_6.find((r) => overlaps6(s, r.subnet) && !(allowLinkLocal && r.what.startsWith("link-local")))?.what;
+const unicast6 = (allowLinkLocal: boolean) => (value: string, ctx: z.RefinementCtx) => {
+  if (!z.ipv6().safeParse(value.split("/")[0]).success) return;
+  const why = special6(parseCidr6(`${value.split("/")[0]}/128`), allowLinkLocal);
+  if (why) ctx.addIssue({ code: "custom", message: `must be a unicast ${allowLinkLocal ? "" : "global "}address: ${value.split("/")[0]} is ${why}` });
+};
+const ipv6 = (v4Field: string, allowLinkLocal = false) => z.ipv6({ error: v6Error("must be an IPv6 address, e.g. 2001:db8::2", v4Field) })
+  .superRefine(unicast6(allowLinkLocal))
+  .meta({ title: allowLinkLocal ? "unicast IPv6 address (link-local fe80:: allowed)" : "global unicast IPv6 address" });
+const network6 = (v4Field: string) => z.cidrv6({ error: v6Error("must be an IPv6 network in CIDR form, e.g. 2001:db8:10::/64", v4Field) }).refine(
+  (c) => parseCidr6(c).network === parseIpv6(c.split("/")[0]),
+  { message: "has host bits set: write the network address (ip6tables would silently change it)" },
+).meta({ title: "IPv6 network in CIDR form, no host bits set" });
+// The LAN's and a provider's prefixes: global unicast, never the whole internet.
+const prefix6 = (v4Field: string) => network6(v4Field)
+  .superRefine((c, ctx) => {
+    if (!z.cidrv6().safeParse(c).success) return;
+    const s = parseCidr6(c);
+    const message = s.prefix === 0 ? "must not be ::/0: every destination would count as this network" : special6(s) && `must be a unicast network: it overlaps ${special6(s)}`;
+    if (message) ctx.addIssue({ code: "custom", message });
+  })
+  .meta({ title: "IPv6 network in CIDR form, no host bits set, not ::/0 or a special range" });
+const ADDRESS_V6 = "must be an IPv6 address, optionally with /prefix, e.g. 2001:db8:1::2/64";
+const address6WithPrefix = z
+  .string()
+  .superRefine((s, ctx) => {
+    const [addr, len] = s.split("/");
+    if (!z.ipv6().safeParse(addr).success || (len !== undefined && (!/^[0-9]{1,3}$/.test(len) || Number(len) > 128)) || s.split("/").length > 2)
+      ctx.addIssue({ code: "custom", message: v6Error(ADDRESS_V6, "address")({ input: s }) });
+  })
+  .superRefine(unicast6(false))
+  .meta({ title: "global unicast IPv6 address, optionally with /prefix" });
 
 const portError = "must be a port 1-65535 or a range like 8000-8100";
 const port = z.union(
@@ -123,9 +177,9 @@ export const MAX_LINKS = (() => {
   return n;
 })();
 const LINK_COUNT = `needs 2 to ${MAX_LINKS} links (the failover variants of ${MAX_LINKS + 1} exceed the budget of ${MAX_VARIANT_RULES} rules)`;
-// render.ts names each variant's file `variants/<key>.rules`, the key being the live links' names
+// render.ts names each variant's file `variants/<key>.rules` (`.rules6` for IPv6), the key being the live links' names
 // joined by `+`; the push carries files as ustar entries, whose names hold TAR_NAME_MAX bytes.
-const VARIANT_FILE = (key: string) => `variants/${key}.rules`;
+const VARIANT_FILE = (key: string) => `variants/${key}${LONGEST_VARIANT_SUFFIX}`;
 /** Characters the link names may have together, joined by `+`, so every variant file name fits. */
 export const MAX_LINK_NAMES_LENGTH = TAR_NAME_MAX - VARIANT_FILE("").length;
 
@@ -170,8 +224,16 @@ const tier = z.number().int().min(1).max(16);
 const linkSchema = z.strictObject({
   name: linkName.describe("unique on the gateway; names the link's routing table (`mwan_<name>`) and balancing variants"),
   interface: interfaceName.describe("the uplink's interface (`eth1`, `ppp0`, …), unique on the gateway"),
-  gateway: ipv4.optional().describe("next hop; omit for a device route (PPP)"),
-  address: addressWithPrefix.optional().describe("SNAT source; with `/prefix`, `gateway` is checked against that subnet; omit to MASQUERADE"),
+  gateway: ipv4("gateway6").optional().describe("IPv4 next hop; omit for a device route (PPP)"),
+  address: addressWithPrefix.optional().describe("IPv4 SNAT source; with `/prefix`, `gateway` is checked against that subnet; omit to MASQUERADE"),
+  gateway6: ipv6("gateway", true).optional()
+    .describe("IPv6 next hop (a router's link-local fe80:: address is usual); omit for a device route (PPP); only on a gateway with `lan.networks6`"),
+  address6: address6WithPrefix.optional()
+    .describe("the gateway's IPv6 address on the link: the NAT66 source with `nat6: masquerade` (omitted: MASQUERADE), and a `from` rule into the link's table; with `/prefix`, a global `gateway6` is checked against that subnet"),
+  prefix6: prefix6("address").optional()
+    .describe("the IPv6 prefix the provider delegates (routes) to this link: what `nat6: npt` maps the LAN onto, or (`nat6: none`) the LAN network numbered from it"),
+  nat6: z.enum(["npt", "masquerade", "none"]).optional()
+    .meta({ description: "IPv6 translation on this link: `npt` maps the LAN's IPv6 network 1:1 onto `prefix6` (same length, same host part; stateful NETMAP, inbound to `prefix6` reaches the LAN host), `masquerade` (NAT66 to `address6` or the interface's address), `none` (`prefix6` is one of `lan.networks6`: its hosts' connections always use this link, untranslated; other LAN networks leaving here are masqueraded)", default: "masquerade" }),
   weight: weight.default(1).describe("the link's share of new connections is weight / sum of the weights of the live links of its tier"),
   tier: tier.default(1)
     .describe("new connections go to the live links of the lowest tier that has one (1: primary); a link of a higher tier carries nothing while a better tier lives"),
@@ -189,13 +251,18 @@ const linkSchema = z.strictObject({
     .describe(`routing table id, not ${RESERVED_TABLES.join(", ")}; default: the lowest unused id from 101, in link order`),
   quality: qualitySchema.optional().describe("this link's own limits, instead of `health.quality`"),
   check: z.strictObject({
-    targets: z.array(ipv4).min(1, "needs at least one probe target").max(8).describe("addresses pinged through this link every probe round"),
-    reliability: z.number().int().min(1).default(1).describe("how many targets must answer for a probe round to succeed"),
+    targets: z.array(ipv4("targets6")).min(1, "needs at least one probe target").max(8).optional()
+      .describe("IPv4 addresses pinged through this link every probe round (required when the gateway has `lan.networks`)"),
+    targets6: z.array(ipv6("targets")).min(1, "needs at least one probe target").max(8).optional()
+      .describe("IPv6 addresses pinged through this link every probe round (required when the gateway has `lan.networks6`)"),
+    reliability: z.number().int().min(1).default(1)
+      .describe("how many targets (of `targets` and `targets6` together) must answer for a probe round to succeed; their total: either family failing takes the link down"),
   }).describe("the link's health probes: only they see an upstream failure"),
 });
 
 export const BALANCE_DEFAULTS = {
   exclude: [] as string[],
+  exclude6: [] as string[],
   local: false,
   inboundSticky: true,
   lastResort: "all" as const,
@@ -210,8 +277,10 @@ export const HEALTH_DEFAULTS = {
 // defaults are only recorded as metadata (for the configuration reference).
 const protocol = z.enum(["tcp", "udp", "icmp", "sctp"]);
 const balanceFields = {
-  exclude: z.array(networkCidr).max(64)
-    .meta({ description: "destinations never balanced: they follow the main routing table", default: BALANCE_DEFAULTS.exclude }),
+  exclude: z.array(networkCidr("exclude6")).max(64)
+    .meta({ description: "IPv4 destinations never balanced: they follow the main routing table", default: BALANCE_DEFAULTS.exclude }),
+  exclude6: z.array(network6("exclude")).max(64)
+    .meta({ description: "IPv6 destinations never balanced: they follow the main routing table", default: BALANCE_DEFAULTS.exclude6 }),
   protocols: z.array(protocol).min(1).describe("balance only these protocols; omitted: all"),
   ports: z.array(port).min(1).max(64)
     .describe("balance only these destination ports (tcp and udp unless `protocols` says otherwise); omitted: all"),
@@ -259,8 +328,11 @@ export const POLICY_DEFAULTS = { sticky: "connection" as const, whenDown: "defau
 const policySchema = z.strictObject({
   name: name.describe("unique on the gateway: the configuration's handle for the policy"),
   match: z.strictObject({
-    sources: z.array(networkCidr).min(1).max(16).optional().describe("source networks (LAN clients); omitted: any"),
-    destinations: z.array(networkCidr).min(1).max(16).optional().describe("destination networks; omitted: any"),
+    sources: z.array(networkCidr("sources6")).min(1).max(16).optional().describe("IPv4 source networks (LAN clients); omitted: any"),
+    destinations: z.array(networkCidr("destinations6")).min(1).max(16).optional().describe("IPv4 destination networks; omitted: any"),
+    sources6: z.array(network6("sources")).min(1).max(16).optional().describe("IPv6 source networks (LAN clients); omitted: any"),
+    destinations6: z.array(network6("destinations")).min(1).max(16).optional()
+      .describe("IPv6 destination networks; omitted: any. A policy with addresses of one family only takes no connection of the other"),
     protocols: z.array(protocol).min(1).optional().describe("protocols; omitted: any (with `ports`: tcp and udp)"),
     ports: z.array(port).min(1).max(64).optional().describe("destination ports of tcp, udp or sctp; omitted: any"),
     lanInterfaces: z.array(interfaceName).min(1).max(16).optional().describe("LAN interfaces the connection arrives on; omitted: any"),
@@ -279,8 +351,9 @@ const healthPartial = z.strictObject(healthFields).partial();
 
 const HOST_KEY_REQUIRED = "is required to pin the host's SSH key (a line of `ssh-keyscan HOST`), or set insecureSkipHostKeyCheck: true";
 
-const sshHost = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, "must be an IPv4 address or a DNS name")
-  .meta({ title: "IPv4 address or DNS name" });
+const sshHost = z.string()
+  .refine((h) => /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/.test(h) || z.ipv6().safeParse(h).success, "must be an IPv4 or IPv6 address or a DNS name")
+  .meta({ title: "IPv4 or IPv6 address or DNS name" });
 const sshPort = z.number().int().min(1).max(65535).default(22).describe("SSH port");
 const unixUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Unix user name").meta({ title: "Unix user name" });
 const hostKey = z
@@ -342,8 +415,11 @@ export const gatewaySchema = z.strictObject({
     }),
   lan: z.strictObject({
     interfaces: z.array(interfaceName).min(1).max(16).describe("LAN interfaces: new connections arriving on them are balanced"),
-    networks: z.array(lanNetwork).min(1).max(64).describe("LAN networks: NATed on every link, never balanced as destinations"),
-  }).describe("the gateway's LAN side"),
+    networks: z.array(lanNetwork).max(64).optional()
+      .describe("IPv4 LAN networks: NATed on every link, never balanced as destinations; omitted: the gateway routes no IPv4"),
+    networks6: z.array(prefix6("networks")).max(64).optional()
+      .describe("IPv6 LAN networks: translated per link (`nat6`), never balanced as destinations; omitted: the gateway routes no IPv6"),
+  }).describe("the gateway's LAN side: `networks`, `networks6` or both (dual stack)"),
   links: z.array(linkSchema).min(2, LINK_COUNT).max(MAX_LINKS, LINK_COUNT)
     .describe("the uplinks; their order sets the default marks and tables"),
   balance: balancePartial.optional().describe("overrides the site's `balance` for this gateway, key by key"),
@@ -384,7 +460,9 @@ export type Quality = z.infer<typeof qualitySchema>;
 export type Passive = z.infer<typeof passiveSchema>;
 export type Health = typeof HEALTH_DEFAULTS & { quality?: Quality };
 /** One gateway with every default filled in and site-level settings merged. */
-export type Gateway = Omit<RawGateway, "links" | "balance" | "health"> & {
+export type Gateway = Omit<RawGateway, "lan" | "links" | "balance" | "health"> & {
+  /** `networks`, `networks6`: empty where the gateway does not route that family. */
+  lan: { interfaces: string[]; networks: string[]; networks6: string[] };
   links: Link[];
   balance: Balance;
   health: Health;
@@ -495,7 +573,23 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
     if (links.some((l) => l.interface === ifname)) problem(`lan.interfaces[${i}]`, `"${ifname}" is also a link interface`);
   });
 
+  const lanNetworks = gw.lan.networks ?? [];
+  const lanNetworks6 = gw.lan.networks6 ?? [];
+  const families = { 4: lanNetworks.length > 0, 6: lanNetworks6.length > 0 };
+  if (!families[4] && !families[6]) problem("lan.networks", "needs at least one LAN network: `networks` (IPv4), `networks6` (IPv6) or both");
+  checkIpv6(gw, links, families[6], balance, problem, gw.balance?.exclude6
+    ? (path, message) => problem(`balance.${path}`, message)
+    : (path, message) => problems.push({ path: `balance.${path}`, message: `${message} (on gateway ${gw.name})` }));
+
   links.forEach((link, i) => {
+    const targets = link.check.targets ?? [];
+    if (!families[4]) {
+      for (const field of ["gateway", "address"] as const)
+        if (link[field] !== undefined) problem(`links[${i}].${field}`, "the gateway routes no IPv4 (no `lan.networks`): remove it, or add the IPv4 LAN");
+      if (link.check.targets) problem(`links[${i}].check.targets`, "the gateway routes no IPv4 (no `lan.networks`): probe over IPv6 (`check.targets6`)");
+    } else if (!targets.length) {
+      problem(`links[${i}].check.targets`, "needs IPv4 probe targets: the gateway routes IPv4 (`lan.networks`), and only a probe over IPv4 sees that family fail");
+    }
     const addr = link.address?.split("/")[0];
     if (link.gateway && addr === link.gateway) problem(`links[${i}].gateway`, "must differ from the link's address");
     if (link.gateway && link.address?.includes("/")) {
@@ -506,20 +600,20 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
         problem(`links[${i}].address`, `${addr} is the network or broadcast address of its subnet`);
     }
     for (const [field, value] of [["address", addr], ["gateway", link.gateway]] as const) {
-      const lan = value && gw.lan.networks.find((n) => inSubnet(parseIpv4(value), parseCidr(n)));
+      const lan = value && lanNetworks.find((n) => inSubnet(parseIpv4(value), parseCidr(n)));
       if (lan) problem(`links[${i}].${field}`, `${value} is inside LAN network ${lan}`);
     }
     const other = links.findIndex((l, j) => j < i && addr && l.address?.split("/")[0] === addr);
     if (other >= 0) problem(`links[${i}].address`, `${addr} is also the address of link ${links[other].name}`);
-    link.check.targets.forEach((target, t) => {
+    targets.forEach((target, t) => {
       const owner = links.find((l) => l.address?.split("/")[0] === target);
-      const lan = gw.lan.networks.find((n) => inSubnet(parseIpv4(target), parseCidr(n)));
+      const lan = lanNetworks.find((n) => inSubnet(parseIpv4(target), parseCidr(n)));
       if (owner)
         problem(`links[${i}].check.targets[${t}]`, `${target} is ${owner === link ? "the link's own address" : `the address of link ${owner.name}`}: the gateway answers it itself, so the probe never tests the uplink`);
       else if (lan) problem(`links[${i}].check.targets[${t}]`, `${target} is inside LAN network ${lan}: the probe would go to the LAN, not through the link`);
     });
-    if (link.check.reliability > link.check.targets.length)
-      problem(`links[${i}].check.reliability`, `is ${link.check.reliability} but only ${link.check.targets.length} target(s) are listed`);
+    const listed = targets.length + (link.check.targets6?.length ?? 0);
+    if (link.check.reliability > listed) problem(`links[${i}].check.reliability`, `is ${link.check.reliability} but only ${listed} target(s) are listed`);
   });
 
   if (balance.ports && balance.protocols?.some((p) => p !== "tcp" && p !== "udp" && p !== "sctp"))
@@ -539,7 +633,80 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
   if (names.length > MAX_LINK_NAMES_LENGTH)
     problem("links", `the link names are too long together: the all-links variant file ${VARIANT_FILE(names)} would be ${VARIANT_FILE(names).length} bytes, over the ${TAR_NAME_MAX}-byte limit of a tar entry name: shorten them to at most ${MAX_LINK_NAMES_LENGTH} characters in total, counting a + between names (now ${names.length})`);
 
-  return { ...gw, links, balance, health };
+  return { ...gw, lan: { ...gw.lan, networks: lanNetworks, networks6: lanNetworks6 }, links, balance, health };
+}
+
+/**
+ * The IPv6 side of a gateway: fields only where it routes IPv6, probes over IPv6 where it does,
+ * addresses and prefixes where they can work (NPT 1:1 between prefixes of one length), LAN
+ * networks and exclusions that do not overlap. `excludeProblem` reports under the `balance` the
+ * exclusions came from.
+ */
+function checkIpv6(gw: RawGateway, links: Link[], routes6: boolean, balance: Balance, problem: (path: string, message: string) => void, excludeProblem: (path: string, message: string) => void): void {
+  const lan6 = (gw.lan.networks6 ?? []).map((n) => ({ text: n, subnet: parseCidr6(n) }));
+  lan6.forEach((n, j) => {
+    const k = lan6.findIndex((m, i) => i < j && overlaps6(m.subnet, n.subnet));
+    if (k >= 0) problem(`lan.networks6[${j}]`, `overlaps lan.networks6[${k}] (${lan6[k].text})`);
+  });
+  balance.exclude6.forEach((e, j) => {
+    const lan = lan6.find((n) => overlaps6(n.subnet, parseCidr6(e)));
+    if (lan) excludeProblem(`exclude6[${j}]`, `overlaps LAN network ${lan.text}: LAN destinations are never balanced, and LAN sources must be`);
+  });
+  const insideLan = (value: string) => lan6.find((n) => inSubnet6(parseIpv6(value), n.subnet))?.text;
+  const pinned = links.filter((l) => l.nat6 === "none" && l.prefix6).map((l) => parseCidr6(l.prefix6!));
+  // What an npt link maps: the LAN's IPv6 networks but those numbered from a `none` link's prefix.
+  const translated = lan6.filter((n) => !pinned.some((p) => p.network === n.subnet.network && p.prefix === n.subnet.prefix));
+
+  links.forEach((link, i) => {
+    const at = `links[${i}]`;
+    if (!routes6) {
+      for (const field of ["gateway6", "address6", "prefix6", "nat6"] as const)
+        if (link[field] !== undefined) problem(`${at}.${field}`, "the gateway routes no IPv6 (no `lan.networks6`): remove it, or add the IPv6 LAN");
+      if (link.check.targets6) problem(`${at}.check.targets6`, "the gateway routes no IPv6 (no `lan.networks6`): probe over IPv4 (`check.targets`)");
+      return;
+    }
+    if (!link.check.targets6?.length)
+      problem(`${at}.check.targets6`, "needs IPv6 probe targets: the gateway routes IPv6 (`lan.networks6`), and only a probe over IPv6 sees that family fail");
+    const addr = link.address6?.split("/")[0];
+    const gateway6 = link.gateway6;
+    if (gateway6 && addr && parseIpv6(gateway6) === parseIpv6(addr)) problem(`${at}.gateway6`, "must differ from the link's address6");
+    if (gateway6 && link.address6?.includes("/") && !gateway6.toLowerCase().startsWith("fe8") && !inSubnet6(parseIpv6(gateway6), parseCidr6(link.address6)))
+      problem(`${at}.gateway6`, `${gateway6} is not on the link's subnet ${link.address6.split("/")[0]}/${link.address6.split("/")[1]} (a link-local fe80:: next hop is always on the link)`);
+    for (const [field, value] of [["address6", addr], ["gateway6", gateway6]] as const) {
+      const lan = value && insideLan(value);
+      if (lan) problem(`${at}.${field}`, `${value} is inside LAN network ${lan}`);
+    }
+    const other = links.findIndex((l, j) => j < i && addr && l.address6 && parseIpv6(l.address6.split("/")[0]) === parseIpv6(addr));
+    if (other >= 0) problem(`${at}.address6`, `${addr} is also the address6 of link ${links[other].name}`);
+    link.check.targets6?.forEach((target, t) => {
+      const value = parseIpv6(target);
+      const owner = links.find((l) => l.address6 && parseIpv6(l.address6.split("/")[0]) === value);
+      const lan = insideLan(target);
+      const mapped = links.find((l) => l.nat6 === "npt" && l.prefix6 && inSubnet6(value, parseCidr6(l.prefix6)));
+      if (owner) problem(`${at}.check.targets6[${t}]`, `${target} is ${owner === link ? "the link's own address6" : `the address6 of link ${owner.name}`}: the gateway answers it itself, so the probe never tests the uplink`);
+      else if (lan) problem(`${at}.check.targets6[${t}]`, `${target} is inside LAN network ${lan}: the probe would go to the LAN, not through the link`);
+      else if (mapped) problem(`${at}.check.targets6[${t}]`, `${target} is inside the prefix6 of link ${mapped.name}, which maps onto the LAN: the probe would go to the LAN`);
+    });
+
+    const nat6 = link.nat6 ?? "masquerade";
+    if (nat6 === "masquerade" && link.prefix6) problem(`${at}.prefix6`, "only with `nat6: npt` or `nat6: none`: masquerading translates to the link's address, not a prefix");
+    if (nat6 !== "masquerade" && !link.prefix6) problem(`${at}.prefix6`, `is needed for \`nat6: ${nat6}\`: ${nat6 === "npt" ? "the provider's prefix the LAN is mapped onto" : "the provider's prefix the LAN is numbered from"}`);
+    if (!link.prefix6) return;
+    const prefix = parseCidr6(link.prefix6);
+    const overlapping = links.findIndex((l, j) => j < i && l.prefix6 && overlaps6(parseCidr6(l.prefix6), prefix));
+    if (overlapping >= 0) problem(`${at}.prefix6`, `overlaps the prefix6 of link ${links[overlapping].name} (${links[overlapping].prefix6})`);
+    if (nat6 === "none") {
+      if (!lan6.some((n) => n.subnet.network === prefix.network && n.subnet.prefix === prefix.prefix))
+        problem(`${at}.prefix6`, `with \`nat6: none\` it must be one of lan.networks6 (${lan6.map((n) => n.text).join(", ")}): the LAN network numbered from this provider`);
+      return;
+    }
+    const lan = lan6.find((n) => overlaps6(n.subnet, prefix));
+    if (lan) problem(`${at}.prefix6`, `overlaps LAN network ${lan.text}: \`nat6: npt\` maps the LAN onto the provider's own prefix`);
+    else if (translated.length !== 1)
+      problem(`${at}.nat6`, `\`npt\` maps one LAN network onto prefix6, but lan.networks6 has ${translated.length} besides those of \`nat6: none\` links (${translated.map((n) => n.text).join(", ") || "none"}): keep one, or use masquerade`);
+    else if (translated[0].subnet.prefix !== prefix.prefix)
+      problem(`${at}.prefix6`, `is a /${prefix.prefix} but the LAN network it maps (${translated[0].text}) is a /${translated[0].subnet.prefix}: NPT maps prefixes of the same length (the kernel would accept both and translate wrongly)`);
+  });
 }
 
 /** Marks default to the link's position (1, 2, …) and tables to 100 + mark, skipping explicit ones. */
@@ -578,7 +745,9 @@ function resolvePolicies(raw: z.infer<typeof balancePolicies>, links: Link[], la
       problem(`[${i}].match.ports`, "ports apply only to tcp, udp and sctp: remove the other protocols or the ports");
     // One MWAN-CLASSIFY rule per combination, walked by every new connection the policies above miss.
     const portRules = ports ? Math.ceil(ports.reduce<number>((n, x) => n + (typeof x === "string" ? 2 : 1), 0) / 15) : 1;
-    const combinations = [sources, destinations, ifaces, protocols ?? (ports ? ["tcp", "udp"] : undefined)].reduce((n, list) => n * (list?.length ?? 1), portRules);
+    const { sources6, destinations6 } = p.match;
+    const combinations = Math.max(...[[sources, destinations], [sources6, destinations6]].map(([from, to]) =>
+      [from, to, ifaces, protocols ?? (ports ? ["tcp", "udp"] : undefined)].reduce((n, list) => n * (list?.length ?? 1), portRules)));
     if (combinations > MAX_POLICY_MATCHES)
       problem(`[${i}].match`, `its lists combine into ${combinations} rules (max ${MAX_POLICY_MATCHES}): every new connection that reaches the policy walks them; split it into several policies or shorten the lists`);
     ifaces?.forEach((name, j) => {

@@ -3,8 +3,9 @@
 // files (the bytes that were pushed); which tables, priorities, variants, sysctls and hooks are ours
 // comes from its manifest. Every balancing variant the health daemon may have swapped in counts as
 // in sync; a host rule above one of our hooks that keeps packets from it does not.
-import { readManifest } from "./manifest";
-import { parseProbe, parseSysctls, systemFiles, type GatewayProbe } from "./probe-protocol";
+import { readManifest, type Manifest, type ManifestFamily } from "./manifest";
+import { familySections, parseProbe, parseSysctls, systemFiles, type GatewayProbe } from "./probe-protocol";
+import type { Bundle } from "./render";
 import { shadowingRules } from "./shadowing";
 
 export interface DriftReport {
@@ -41,12 +42,6 @@ function restoreTables(text: string): Map<string, string[]> {
   return out;
 }
 
-/** `rule add pref 1200 fwmark … lookup 101` → what `ip rule show` prints for it. */
-export function ruleShowLine(batchLine: string): string {
-  const [, pref, selector] = /^rule add pref (\d+) (.*)$/.exec(batchLine)!;
-  return `${pref}: ${selector.startsWith("from ") ? selector : `from all ${selector}`}`;
-}
-
 function listDiff(area: string, want: string[], have: string[], out: string[]): void {
   const missing = want.filter((l) => !have.includes(l));
   const extra = have.filter((l) => !want.includes(l));
@@ -63,52 +58,9 @@ export function compareProbe(p: GatewayProbe, output: string): DriftReport {
   const manifest = readManifest(p.files);
   const live = parseProbe(output);
   const drift: string[] = [];
-  const wantTables = restoreTables(p.files["iptables.rules"]);
-  // The balancing chains as one text, or undefined when one of them is not there at all.
-  const balancing = (chains: Map<string, string[]>) =>
-    manifest.balanceChains.every((c) => chains.has(c)) ? manifest.balanceChains.map((c) => chains.get(c)!.join("\n")).join("\n:\n") : undefined;
-  const variants = manifest.variants.map((key) => ({
-    key,
-    rules: balancing(chainsOf(restoreTables(p.files[`variants/${key}.rules`] ?? "").get("mangle") ?? [])),
-  }));
-  let variant: string | undefined;
-
-  for (const [table, wantLines] of wantTables) {
-    const want = chainsOf(wantLines);
-    const have = chainsOf(live.get(`iptables ${table}`) ?? []);
-    if (table === "mangle") {
-      // Any planned variant is legitimate: the health daemon swaps them on failover.
-      const live = balancing(have);
-      variant = live === undefined ? undefined : variants.find((v) => v.rules === live)?.key;
-    }
-    for (const chain of new Set([...want.keys(), ...have.keys()])) {
-      const haveRules = have.get(chain) ?? [];
-      if (variant && table === "mangle" && manifest.balanceChains.includes(chain)) continue;
-      if (!want.has(chain)) drift.push(`extra iptables ${table}: chain ${chain}`);
-      else if (!have.has(chain)) drift.push(`missing iptables ${table}: chain ${chain}`);
-      // Hook jumps: ours must be there; other rules in built-in chains are the host's business.
-      const haveOurs = chain.endsWith("(hooks)") ? haveRules.filter((r) => want.get(chain)!.includes(r)) : haveRules;
-      if (want.has(chain)) listDiff(`iptables ${table} ${chain}`, want.get(chain)!, haveOurs, drift);
-    }
-  }
-
-  const own = { interfaces: [...manifest.lan.interfaces, ...manifest.links.map((l) => l.interface)], lanNetworks: manifest.lan.networks };
-  for (const hook of manifest.hooks) {
-    for (const rule of shadowingRules(live.get(`iptables ${hook.table}`) ?? [], hook, own))
-      drift.push(`shadowing iptables ${hook.table} ${hook.chain}: ${rule} (above the -j ${hook.target} hook: packets it matches never reach multiwan's rules)`);
-  }
-
-  const batch = p.files["ip.batch"].split("\n");
-  const { first, last } = manifest.priorities.owned;
-  const ours = (l: string) => {
-    const pref = Number(/^(\d+):/.exec(l)?.[1]);
-    return pref >= first && pref <= last;
-  };
-  listDiff("ip rule", batch.filter((l) => l.startsWith("rule add")).map(ruleShowLine), (live.get("ip rule") ?? []).map((l) => l.replace(/\t/g, " ")).filter(ours), drift);
-  for (const line of batch.filter((l) => l.startsWith("route replace"))) {
-    const [, route, table] = /^route replace (.*) table (\d+)$/.exec(line)!;
-    listDiff(`route table ${table}`, [route], live.get(`route ${table}`) ?? [], drift);
-  }
+  // The health daemon swaps the same variant into every family: one report for all.
+  const found = manifest.families.map((f) => compareFamily(manifest, f, p.files, live, drift));
+  const variant = found.every((v) => v !== undefined && v === found[0]) ? found[0] : undefined;
   listDiff("rt_tables", p.files["rt_tables"].split("\n").filter((l) => l.trim()), live.get("rt_tables") ?? [], drift);
 
   // sha256sum lines: 64 hex digits, two spaces, the path.
@@ -131,4 +83,56 @@ export function compareProbe(p: GatewayProbe, output: string): DriftReport {
   if (daemon !== "active") drift.push(`stopped health daemon: multiwan-health is ${daemon}`);
 
   return { status: drift.length ? "drifted" : "in-sync", drift, ...(variant ? { variant } : {}) };
+}
+
+/**
+ * One family's rules (any planned variant in the balancing chains), hooks not shadowed, policy
+ * rules and link routes; differences are pushed to `drift`. Returns the variant found in place.
+ */
+function compareFamily(manifest: Manifest, f: ManifestFamily, files: Bundle, live: Map<string, string[]>, drift: string[]): string | undefined {
+  const names = familySections(f.family);
+  const tool = names.table("").trim();
+  const wantTables = restoreTables(files[f.rulesFile] ?? "");
+  // The balancing chains as one text, or undefined when one of them is not there at all.
+  const balancing = (chains: Map<string, string[]>) =>
+    manifest.balanceChains.every((c) => chains.has(c)) ? manifest.balanceChains.map((c) => chains.get(c)!.join("\n")).join("\n:\n") : undefined;
+  const variants = manifest.variants.map((key) => ({
+    key,
+    rules: balancing(chainsOf(restoreTables(files[`variants/${key}${f.variantSuffix}`] ?? "").get("mangle") ?? [])),
+  }));
+  let variant: string | undefined;
+
+  for (const [table, wantLines] of wantTables) {
+    const want = chainsOf(wantLines);
+    const have = chainsOf(live.get(names.table(table)) ?? []);
+    if (table === "mangle") {
+      // Any planned variant is legitimate: the health daemon swaps them on failover.
+      const inPlace = balancing(have);
+      variant = inPlace === undefined ? undefined : variants.find((v) => v.rules === inPlace)?.key;
+    }
+    for (const chain of new Set([...want.keys(), ...have.keys()])) {
+      const haveRules = have.get(chain) ?? [];
+      if (variant && table === "mangle" && manifest.balanceChains.includes(chain)) continue;
+      if (!want.has(chain)) drift.push(`extra ${tool} ${table}: chain ${chain}`);
+      else if (!have.has(chain)) drift.push(`missing ${tool} ${table}: chain ${chain}`);
+      // Hook jumps: ours must be there; other rules in built-in chains are the host's business.
+      const haveOurs = chain.endsWith("(hooks)") ? haveRules.filter((r) => want.get(chain)!.includes(r)) : haveRules;
+      if (want.has(chain)) listDiff(`${tool} ${table} ${chain}`, want.get(chain)!, haveOurs, drift);
+    }
+  }
+
+  const own = { interfaces: [...manifest.lan.interfaces, ...manifest.links.map((l) => l.interface)], lanNetworks: f.lanNetworks };
+  for (const hook of f.hooks) {
+    for (const rule of shadowingRules(live.get(names.table(hook.table)) ?? [], hook, own))
+      drift.push(`shadowing ${tool} ${hook.table} ${hook.chain}: ${rule} (above the -j ${hook.target} hook: packets it matches never reach multiwan's rules)`);
+  }
+
+  const { first, last } = manifest.priorities.owned;
+  const ours = (l: string) => {
+    const pref = Number(/^(\d+):/.exec(l)?.[1]);
+    return pref >= first && pref <= last;
+  };
+  listDiff(names.rules, f.rules, (live.get(names.rules) ?? []).map((l) => l.replace(/\t/g, " ")).filter(ours), drift);
+  for (const r of f.routes) listDiff(`${f.family === 4 ? "route" : "IPv6 route"} table ${r.table}`, [r.route], live.get(names.route(r.table)) ?? [], drift);
+  return variant;
 }

@@ -11,6 +11,7 @@ export const LAYOUT = {
   stageDir: "var/lib/multiwan",
   sysctlBefore: "var/lib/multiwan/sysctl.before",
   hostRules: "var/lib/multiwan/ip.host",
+  hostRules6: "var/lib/multiwan/ip6.host",
   runDir: "run/multiwan",
   stateFile: "run/multiwan/state.json",
   variantFile: "run/multiwan/variant",

@@ -2,6 +2,7 @@
 // installed paths), written by the planner next to the files they explain. Drift and status read
 // these facts from the bundle in state instead of scraping its rendered text, so they check a
 // bundle by what it says about itself, whichever multiwan pushed it.
+import { FAMILIES, type Family, type FamilyFiles } from "./families";
 import { LAYOUT, under, type Layout } from "./layout";
 import type { Hook, Plan } from "./plan";
 import type { Bundle } from "./render";
@@ -26,6 +27,17 @@ export interface ManifestLink {
   /** New connections go to the live links of the lowest tier with one. */
   tier: number;
   failback: "keep" | "move";
+}
+
+/** One address family's files and what its policy rules and link routes look like live. */
+export interface ManifestFamily extends Pick<FamilyFiles, "family" | "rulesFile" | "hooksFile" | "batchFile" | "variantSuffix"> {
+  lanNetworks: string[];
+  /** The jumps from built-in chains into ours. */
+  hooks: Hook[];
+  /** The planned policy rules as `ip rule show` prints them. */
+  rules: string[];
+  /** Each table's planned route as `ip route show table N` prints it. */
+  routes: { table: number; route: string }[];
 }
 
 export interface Manifest {
@@ -55,10 +67,10 @@ export interface Manifest {
   paths: Layout;
   /** Unit names: bundle files installed into `paths.unitDir`. */
   units: { restore: string; health: string };
-  /** The jumps from built-in chains into ours. */
-  hooks: Hook[];
+  /** The families the gateway routes, each with its own files, hooks, policy rules and routes. */
+  families: ManifestFamily[];
   /** The LAN side: interfaces and networks whose new connections are balanced and NATed. */
-  lan: { interfaces: string[]; networks: string[] };
+  lan: { interfaces: string[]; networks: string[]; networks6: string[] };
   /** Kernel settings the rules depend on, as the bundle's sysctl.conf sets them. */
   sysctls: { key: string; value: string }[];
   /** Seconds between the health daemon's rounds: each one rewrites `paths.stateFile`. */
@@ -93,14 +105,50 @@ export function planManifest(plan: Plan): Manifest {
     ...(plan.unreachable ? { unreachable: { table: plan.unreachable.table, tableName: plan.unreachable.tableName } } : {}),
     paths: Object.fromEntries(Object.entries(plan.layout).map(([key, path]) => [key, under(plan.root, path)])) as Layout,
     units: plan.units,
-    hooks: plan.hooks.all,
-    lan: { interfaces: plan.lanInterfaces, networks: plan.lanNetworks },
+    families: plan.families.map((f) => ({
+      family: f.family,
+      rulesFile: f.rulesFile,
+      hooksFile: f.hooksFile,
+      batchFile: f.batchFile,
+      variantSuffix: f.variantSuffix,
+      lanNetworks: f.lanNetworks,
+      hooks: f.hooks.all,
+      rules: f.shown.rules,
+      routes: f.shown.routes,
+    })),
+    lan: {
+      interfaces: plan.lanInterfaces,
+      networks: plan.families.find((f) => f.family === 4)?.lanNetworks ?? [],
+      networks6: plan.families.find((f) => f.family === 6)?.lanNetworks ?? [],
+    },
     sysctls: plan.sysctls,
     health: { interval: plan.health.interval },
   };
 }
 
 export const renderManifest = (plan: Plan): string => `${JSON.stringify(planManifest(plan), null, 2)}\n`;
+
+/** `rule add pref 1200 fwmark … lookup 101` → what `ip rule show` prints for it. */
+export function ruleShowLine(batchLine: string): string {
+  const [, pref, selector] = /^rule add pref (\d+) (.*)$/.exec(batchLine)!;
+  return `${pref}: ${selector.startsWith("from ") ? selector : `from all ${selector}`}`;
+}
+
+/** The IPv4 family of a bundle from before families were recorded, from its own ip.batch. */
+function legacyFamily(files: Bundle, hooks: Hook[] | undefined, lanNetworks: string[]): ManifestFamily {
+  const batch = (files["ip.batch"] ?? "").split("\n");
+  const { family, rulesFile, hooksFile, batchFile, variantSuffix } = FAMILIES[4];
+  return {
+    family, rulesFile, hooksFile, batchFile, variantSuffix,
+    lanNetworks,
+    hooks: hooks ?? [],
+    rules: batch.filter((l) => l.startsWith("rule add ")).map(ruleShowLine),
+    routes: batch.flatMap((l) => {
+      const r = /^route replace (.*) table (\d+)$/.exec(l);
+      return r ? [{ table: Number(r[2]), route: r[1] }] : [];
+    }),
+  };
+}
 
 const ABSOLUTE = /^(\/[A-Za-z0-9._-]+)+$/;
 const NAME = /^[A-Za-z0-9._@+-]+$/;
@@ -149,9 +197,20 @@ export function readManifest(files: Bundle): Manifest {
   if (!Array.isArray(m.sysctls) || !Number.isFinite(m.health?.interval) || !(m.health.interval > 0)) {
     throw new Error(`the pushed bundle's ${MANIFEST_FILE} lacks sysctls or health (an older multiwan pushed it): push it again (pulumi up) before checking it`);
   }
-  if (!Array.isArray(m.hooks) || m.hooks.some((h) => [h?.table, h?.chain, h?.target].some((v) => typeof v !== "string"))) throw invalid("hooks", m.hooks);
   const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string");
+  m.lan.networks6 ??= [];
   if (!strings(m.lan?.interfaces) || !strings(m.lan?.networks) || !m.lan.networks.every((n) => /^[0-9.]+\/[0-9]{1,2}$/.test(n))) throw invalid("lan", m.lan);
+  if (!strings(m.lan.networks6) || !m.lan.networks6.every((n) => /^[0-9a-f:]+\/[0-9]{1,3}$/.test(n))) throw invalid("lan", m.lan);
+  // Bundles from before IPv6 describe IPv4 only, its policy rules and routes in ip.batch alone.
+  const legacy = m as Manifest & { hooks?: Hook[] };
+  m.families ??= [legacyFamily(files, legacy.hooks, m.lan.networks)];
+  if (!Array.isArray(m.families)) throw invalid("families", m.families);
+  for (const f of m.families) {
+    const known = FAMILIES[f?.family as Family];
+    if (!known || (["rulesFile", "hooksFile", "batchFile", "variantSuffix"] as const).some((k) => f[k] !== known[k])) throw invalid("families", f);
+    if (!Array.isArray(f.hooks) || f.hooks.some((h) => [h?.table, h?.chain, h?.target].some((v) => typeof v !== "string"))) throw invalid("hooks", f.hooks);
+    if (!strings(f.lanNetworks) || !strings(f.rules) || !Array.isArray(f.routes) || f.routes.some((r) => !Number.isInteger(r?.table) || typeof r.route !== "string")) throw invalid("families", f);
+  }
   for (const s of m.sysctls) if (typeof s?.key !== "string" || !SYSCTL_KEY.test(s.key) || typeof s.value !== "string") throw invalid("sysctls", s);
   return m;
 }

@@ -2,8 +2,11 @@
 // prints. All decisions (marks, tables, priorities, the split, variants, NAT) are made here.
 import { RESULT_TAG } from "./apply-result";
 import { PASSIVE_DEFAULTS, QUALITY_DEFAULTS, RESERVED_TABLES, type Gateway, type Health, type Link, type Policy, type Quality } from "./config";
+import { FAMILIES, type Family, type FamilyFiles } from "./families";
 import { parseCidr } from "./ipv4";
+import { canonical6, canonicalAddress6, nibbles6 } from "./ipv6";
 import { LAYOUT, UNITS, under, type Layout } from "./layout";
+import { ruleShowLine } from "./manifest";
 import { BALANCE_CHAIN, planVariants, policyChain, type Variant } from "./variants";
 
 /** Our bits of the packet/conntrack mark: host rules may use the others. */
@@ -25,8 +28,8 @@ export interface PlannedLink {
   fwmark: string;
   table: number;
   tableName: string;
-  /** The link table's default route: `default via 203.0.113.1 dev wan1 table 101` (or `dev ppp0` for PPP). */
-  route: string;
+  /** The link table's default route, where the gateway routes IPv4: `default via 203.0.113.1 dev wan1 table 101` (or `dev ppp0` for PPP). */
+  route?: string;
   /** The chain that marks a connection for this link: where the split's rules jump. */
   markChain: string;
   /** New connections go to the live links of the lowest tier with one. */
@@ -37,12 +40,18 @@ export interface PlannedLink {
   markValue: number;
   /** The link's value of the mark byte (config `mark`): markValue without the mask's zero bits. */
   markByte: number;
-  /** `ip rule` priorities: `from <address>` (links with an address), `fwmark`. */
+  /** `ip rule` priorities: `from <address>` (links with an address or, in IPv6, a prefix), `fwmark`. */
   fromPriority?: number;
   fwmarkPriority: number;
-  /** Probe targets, space-separated, and how many must answer. */
+  /** Probe targets of both families, space-separated, and how many must answer. */
   targets: string;
   reliability: number;
+  /** The link table's IPv6 default route, where the gateway routes IPv6. */
+  route6?: string;
+  /** IPv6 translation and its values, canonical: SNAT source (masquerade), the provider's prefix (npt, none). */
+  nat6: "npt" | "masquerade" | "none";
+  address6?: string;
+  prefix6?: string;
   /**
    * Quality limits (the link's own or health.quality) in the daemon's integers: window rounds (0:
    * off), mean round trip in µs (0: not checked), loss in ‰ (-1: not checked), and their recovery values.
@@ -67,6 +76,40 @@ const HOOKS: Hook[] = [
   { table: "mangle", chain: "OUTPUT", target: "MWAN-OUT" },
   { table: "nat", chain: "POSTROUTING", target: "MWAN-POST" },
 ];
+/** IPv6 with `nat6: npt`: inbound to a link's prefix is mapped onto the LAN before routing. */
+const NAT_PRE_HOOK: Hook = { table: "nat", chain: "PREROUTING", target: "MWAN-NATPRE" };
+
+/** What one address family's rules, policy rules and routes hold: one set of bundle files. */
+export interface FamilyPlan extends FamilyFiles {
+  /** All hooks (the hooks file), and per table (the rules file). */
+  hooks: { all: Hook[]; mangle: Hook[]; nat: Hook[] };
+  lanNetworks: string[];
+  /** Destinations never balanced: the LAN networks, then the exclusions, then what no uplink carries. */
+  bypass: string[];
+  /** MWAN-CLASSIFY after the bypass: each policy's matches (first match wins), then the default balancing. */
+  classify: { match: string; target: string }[];
+  /** With balance.protocols/ports: MWAN-SELECT, the default balancing's selection (the rest follows the main table). */
+  select?: { chain: string; rules: { match: string; target: string }[] };
+  /** PREROUTING: a NEW connection arriving on a link is marked for that link (inbound stickiness). */
+  inbound: PlannedLink[];
+  /** OUTPUT: gateway-originated traffic is classified and balanced too. */
+  local: boolean;
+  /** OUTPUT: sockets bound to a link's address stay on that link. */
+  pinnedSources: { source: string; fwmark: string }[];
+  /** MWAN-POST: each link's translation of what leaves through it. */
+  nat: { match: string; target: string }[];
+  /** MWAN-NATPRE (IPv6 npt): inbound to a link's prefix, mapped onto the LAN network. */
+  natPre: { match: string; target: string }[];
+  ipRules: string[];
+  ipRoutes: string[];
+  ipUndo: string[];
+  /** What `ip rule show` and `ip route show table N` print for the planned ones: drift's expectation. */
+  shown: { rules: string[]; routes: { table: number; route: string }[] };
+  /** Balancing with every link up: what the rules file carries. */
+  balance: Variant;
+  /** One per non-empty set of live links, plus `none` (every link down): the same keys in each family. */
+  variants: Variant[];
+}
 
 export interface Plan {
   gateway: string;
@@ -79,43 +122,28 @@ export interface Plan {
   /** The tag of apply.sh's one machine-readable line on stdout. */
   resultTag: string;
   mask: string;
-  /** All hooks (iptables.hooks), and per table (iptables.rules). */
-  hooks: { all: Hook[]; mangle: Hook[]; nat: Hook[] };
   links: PlannedLink[];
   lanInterfaces: string[];
+  /** The LAN networks of both families (the daemon's failback deletes their connections). */
   lanNetworks: string[];
-  /** Destinations never balanced: the LAN networks, then `balance.exclude`. */
-  bypass: string[];
-  /** MWAN-CLASSIFY after the bypass: each policy's matches (first match wins), then the default balancing. */
-  classify: { match: string; target: string }[];
-  /** With balance.protocols/ports: MWAN-SELECT, the default balancing's selection (the rest follows the main table). */
-  select?: { chain: string; rules: { match: string; target: string }[] };
+  /** The families the gateway routes, IPv4 first: one set of bundle files each. */
+  families: FamilyPlan[];
+  /** Both families' files and tools, whether routed or not: apply.sh removes a family a new bundle drops. */
+  allFamilies: FamilyFiles[];
   /**
    * The mark, table and rule that route a connection nowhere, for policies that refuse: `prohibit`
    * answers with an ICMP error both TCP and connected UDP sockets take as fatal (an `unreachable`
    * route's host-unreachable is soft: a UDP client would only time out).
    */
   unreachable?: { fwmark: string; table: number; tableName: string; priority: number };
-  /** PREROUTING: a NEW connection arriving on a link is marked for that link (inbound stickiness). */
-  inbound: PlannedLink[];
-  /** OUTPUT: gateway-originated traffic is classified and balanced too. */
-  local: boolean;
-  /** OUTPUT: sockets bound to a link's address stay on that link. */
-  pinnedSources: { address: string; fwmark: string }[];
-  nat: { match: string; target: string }[];
   priorities: { owned: { first: number; last: number }; suppressMain: number };
-  ipRules: string[];
-  ipRoutes: string[];
-  ipUndo: string[];
   health: Omit<Health, "passive"> & { markMask: number; timeoutMs: number; roundLag: number; passive?: PlannedPassive };
   sysctls: { key: string; value: string }[];
   /** The split's entry chain (BALANCE_CHAIN). */
   balanceChain: string;
   /** The balancing chains every variant declares (one set, so a swap empties what it does not use). */
   balanceChains: string[];
-  /** Balancing with every link up: what iptables.rules carries. */
-  balance: Variant;
-  /** One per non-empty set of live links, plus `none` (every link down). */
+  /** The variants' keys and what each carries (the same in every family): what the daemon picks from. */
   variants: Variant[];
 }
 
@@ -139,8 +167,11 @@ function portChunks(ports: (number | string)[]): string[] {
   return chunks;
 }
 
-function planSelect(protocols: string[] | undefined, ports: (number | string)[] | undefined): string[] {
-  if (!ports) return protocols ? protocols.map((p) => `-p ${p} `) : [""];
+/** ICMP is its own protocol in IPv6: ip6tables-save names it `ipv6-icmp`. */
+const protocolName = (p: string, family: Family) => (family === 6 && p === "icmp" ? "ipv6-icmp" : p);
+
+function planSelect(protocols: string[] | undefined, ports: (number | string)[] | undefined, family: Family): string[] {
+  if (!ports) return protocols ? protocols.map((p) => `-p ${protocolName(p, family)} `) : [""];
   return (protocols ?? ["tcp", "udp"]).flatMap((p) =>
     portChunks(ports).map((list) => `-p ${p} -m multiport --dports ${list} `),
   );
@@ -170,6 +201,8 @@ export interface PlannedPassive {
   /** Unanswered connections older than this are forgotten (a destination that never answers). */
   forgetMs: number;
   lanBlocks: string;
+  /** The IPv6 LAN networks as `<32 hex digits>:<prefix length>`. */
+  lanPrefixes6: string;
   linkMarks: string;
   /** The mark byte's unit in a connmark (MARK_MASK's lowest bit). */
   markUnit: number;
@@ -189,13 +222,16 @@ function planPassive(gw: Gateway, links: PlannedLink[]): PlannedPassive | undefi
     replyMs,
     forgetMs: Math.max(3000, 4 * replyMs),
     lanBlocks: lanBlocks.join(" "),
+    lanPrefixes6: gw.lan.networks6.map(nibbles6).join(" "),
     linkMarks: links.map((l) => `${l.markByte}:${l.index}`).join(" "),
     markUnit: MARK_MASK & -MARK_MASK,
   };
 }
 
-function planLink(link: Link, position: number, quality: Quality | undefined): PlannedLink {
+function planLink(link: Link, position: number, quality: Quality | undefined, routes4: boolean, routes6: boolean): PlannedLink {
   const address = link.address?.split("/")[0];
+  const address6 = link.address6 && canonicalAddress6(link.address6.split("/")[0]);
+  const route6 = `default ${link.gateway6 ? `via ${canonicalAddress6(link.gateway6)} ` : ""}dev ${link.interface} table ${link.table}`;
   return {
     index: position + 1,
     name: link.name,
@@ -208,15 +244,19 @@ function planLink(link: Link, position: number, quality: Quality | undefined): P
     quality: planQuality(link.quality ?? quality),
     table: link.table,
     tableName: `mwan_${link.name}`,
-    route: `default ${link.gateway ? `via ${link.gateway} ` : ""}dev ${link.interface} table ${link.table}`,
+    ...(routes4 ? { route: `default ${link.gateway ? `via ${link.gateway} ` : ""}dev ${link.interface} table ${link.table}` } : {}),
     markValue: link.mark << 8,
     markByte: link.mark,
-    ...(address ? { fromPriority: PRIORITY.from + position } : {}),
+    ...(address || (routes6 && (address6 || link.prefix6)) ? { fromPriority: PRIORITY.from + position } : {}),
     fwmarkPriority: PRIORITY.fwmark + position,
-    targets: link.check.targets.join(" "),
+    targets: [...(link.check.targets ?? []), ...(link.check.targets6 ?? []).map(canonicalAddress6)].join(" "),
     reliability: link.check.reliability,
     address,
     natTarget: address ? `SNAT --to-source ${address}` : "MASQUERADE",
+    ...(routes6 ? { route6 } : {}),
+    nat6: link.nat6 ?? "masquerade",
+    ...(address6 ? { address6 } : {}),
+    ...(link.prefix6 ? { prefix6: canonical6(link.prefix6) } : {}),
   };
 }
 
@@ -230,61 +270,114 @@ function planUnreachable(links: Link[]): Plan["unreachable"] {
   return { fwmark: `${hex(markByte << 8)}/${hex(MARK_MASK)}`, table, tableName: "mwan.unreachable", priority: PRIORITY.fwmark + links.length };
 }
 
-/** A policy's matches as MWAN-CLASSIFY rule prefixes: every combination of its lists, in iptables-save's order. */
-function policyMatches(policy: Policy): string[] {
-  const { sources, destinations, lanInterfaces, protocols, ports } = policy.match;
+/**
+ * A policy's matches as MWAN-CLASSIFY rule prefixes in one family: every combination of its lists,
+ * in iptables-save's order. A policy that names addresses of the other family only takes nothing here.
+ */
+function policyMatches(policy: Policy, family: Family): string[] {
+  const { lanInterfaces, protocols, ports } = policy.match;
+  const [sources, destinations, otherSources, otherDestinations] = family === 4
+    ? [policy.match.sources, policy.match.destinations, policy.match.sources6, policy.match.destinations6]
+    : [policy.match.sources6?.map(canonical6), policy.match.destinations6?.map(canonical6), policy.match.sources, policy.match.destinations];
+  if (!sources && !destinations && (otherSources || otherDestinations)) return [];
   const each = (list: string[] | undefined, option: string) => (list ? list.map((x) => `${option} ${x} `) : [""]);
   return each(sources, "-s").flatMap((s) =>
-    each(destinations, "-d").flatMap((d) => each(lanInterfaces, "-i").flatMap((i) => planSelect(protocols, ports).map((p) => s + d + i + p))),
+    each(destinations, "-d").flatMap((d) => each(lanInterfaces, "-i").flatMap((i) => planSelect(protocols, ports, family).map((p) => s + d + i + p))),
   );
 }
 
 /**
  * Destinations no uplink carries: multicast and the limited broadcast (mDNS, SSDP, DHCP) are
  * tracked as new connections too, and without these bypass rules each would take a slot of the
- * split (and a link's mark) without ever leaving through it.
+ * split (and a link's mark) without ever leaving through it. In IPv6: multicast and link-local.
  */
-const NOT_FOR_UPLINKS = ["224.0.0.0/4", "255.255.255.255/32"];
+const NOT_FOR_UPLINKS: Record<Family, string[]> = { 4: ["224.0.0.0/4", "255.255.255.255/32"], 6: ["ff00::/8", "fe80::/10"] };
 
-export function planGateway(gw: Gateway): Plan {
-  const links = gw.links.map((l, i) => planLink(l, i, gw.health.quality));
+/** `ip route show table N` prints an IPv6 route with its default metric and preference. */
+const shownRoute = (route: string, family: Family) => (family === 4 ? route : `${route.startsWith("prohibit ") ? `${route} dev lo` : route} metric 1024 pref medium`);
+
+/** Everything the gateway's rules, policy rules and routes hold in one family. */
+function planFamily(gw: Gateway, family: Family, links: PlannedLink[], unreachable: Plan["unreachable"]): FamilyPlan {
   const { balance } = gw;
-  const unreachable = balance.policies.some((p) => p.whenDown === "unreachable") ? planUnreachable(gw.links) : undefined;
+  const v6 = family === 6;
+  const lanNetworks = v6 ? gw.lan.networks6.map(canonical6) : gw.lan.networks;
   // What the default balancing takes: everything, or (balance.protocols/ports) what MWAN-SELECT
   // passes on; a policy that falls back with no member up goes there too.
-  const selection = planSelect(balance.protocols, balance.ports);
+  const selection = planSelect(balance.protocols, balance.ports, family);
   const select = selection.join() === "" ? undefined : { chain: SELECT_CHAIN, rules: selection.map((match) => ({ match, target: BALANCE_CHAIN })) };
   const defaultEntry = select ? SELECT_CHAIN : BALANCE_CHAIN;
-  const variants = planVariants(links, balance.policies, balance.lastResort, defaultEntry, unreachable?.fwmark);
+  const variants = planVariants(links, balance.policies, balance.lastResort, defaultEntry, unreachable?.fwmark, family);
+  // A LAN network numbered from a provider (nat6 none) can only leave through that provider's link.
+  const pinned = v6 ? links.filter((l) => l.nat6 === "none" && l.prefix6) : [];
   const classify = [
-    ...balance.policies.flatMap((p, i) => policyMatches(p).map((match) => ({ match, target: policyChain(i + 1) }))),
+    ...pinned.map((l) => ({ match: `-s ${l.prefix6} `, target: l.markChain })),
+    ...balance.policies.flatMap((p, i) => policyMatches(p, family).map((match) => ({ match, target: policyChain(i + 1) }))),
     { match: "", target: defaultEntry },
   ];
 
-  // Matches in iptables-save's own order (-s, -o, then -m), so the saved chain reads as rendered.
+  // Matches in iptables-save's own order (-s, -d, -i, -o, then -m), so the saved chain reads as rendered.
+  const translated = lanNetworks.filter((net) => !pinned.some((l) => l.prefix6 === net));
+  const masquerade = (l: PlannedLink) => (!v6 ? l.natTarget : l.nat6 === "masquerade" && l.address6 ? `SNAT --to-source ${l.address6}` : "MASQUERADE");
   const nat = links.flatMap((l) => [
-    ...gw.lan.networks.map((net) => ({ match: `-s ${net} -o ${l.interface}`, target: l.natTarget })),
+    ...translated.map((net) => ({ match: `-s ${net} -o ${l.interface}`, target: v6 && l.nat6 === "npt" ? `NETMAP --to ${l.prefix6}` : masquerade(l) })),
     // Gateway-originated traffic re-routed by its mark still carries the first route's source.
-    ...(balance.local ? [{ match: `-o ${l.interface} -m addrtype --src-type LOCAL`, target: l.natTarget }] : []),
+    ...(balance.local ? [{ match: `-o ${l.interface} -m addrtype --src-type LOCAL`, target: masquerade(l) }] : []),
   ]);
+  const natPre = v6 ? links.filter((l) => l.nat6 === "npt").map((l) => ({ match: `-d ${l.prefix6} -i ${l.interface}`, target: `NETMAP --to ${translated[0]}` })) : [];
+  const hooks = [...HOOKS, ...(natPre.length ? [NAT_PRE_HOOK] : [])];
 
+  // A link's own address, and in IPv6 the prefix its LAN hosts appear under, look up its table:
+  // the gateway's own traffic from them, and a host's reverse-path (rpfilter) check of replies.
+  const sources = (l: PlannedLink) => (v6 ? [...(l.address6 ? [l.address6] : []), ...(l.prefix6 ? [l.prefix6] : [])] : l.address ? [l.address] : []);
   const ipRules = [
     // Main-table routes more specific than a default (LAN, connected, static) win over every
     // link table, so replies to the LAN never leave through a WAN.
     `rule add pref ${PRIORITY.suppressMain} lookup main suppress_prefixlength 0`,
-    ...links.flatMap((l) => (l.fromPriority ? [`rule add pref ${l.fromPriority} from ${l.address} lookup ${l.table}`] : [])),
+    ...links.flatMap((l) => sources(l).map((from) => `rule add pref ${l.fromPriority} from ${from} lookup ${l.table}`)),
     ...links.map((l) => `rule add pref ${l.fwmarkPriority} fwmark ${l.fwmark} lookup ${l.table}`),
     ...(unreachable ? [`rule add pref ${unreachable.priority} fwmark ${unreachable.fwmark} lookup ${unreachable.table}`] : []),
   ];
-  const ipRoutes = [
-    ...links.map((l) => `route replace ${l.route}`),
-    ...(unreachable ? [`route replace prohibit default table ${unreachable.table}`] : []),
+  const routes = [
+    ...links.map((l) => ({ table: l.table, route: (v6 ? l.route6! : l.route!).replace(/ table \d+$/, "") })),
+    ...(unreachable ? [{ table: unreachable.table, route: "prohibit default" }] : []),
   ];
+  const ipRoutes = routes.map((r) => `route replace ${r.route} table ${r.table}`);
   const ipUndo = [
     ...ipRules.map((r) => r.replace(/^rule add/, "rule del")),
-    ...links.map((l) => `route flush table ${l.table}`),
-    ...(unreachable ? [`route flush table ${unreachable.table}`] : []),
+    ...routes.map((r) => `route flush table ${r.table}`),
   ];
+
+  return {
+    ...FAMILIES[family],
+    hooks: { all: hooks, mangle: hooks.filter((h) => h.table === "mangle"), nat: hooks.filter((h) => h.table === "nat") },
+    lanNetworks,
+    bypass: [...lanNetworks, ...(v6 ? balance.exclude6.map(canonical6) : balance.exclude), ...NOT_FOR_UPLINKS[family]],
+    classify,
+    select,
+    inbound: balance.inboundSticky ? links : [],
+    local: balance.local,
+    pinnedSources: balance.local
+      ? links.flatMap((l) => {
+        const address = v6 ? l.address6 : l.address;
+        return address ? [{ source: `${address}/${v6 ? 128 : 32}`, fwmark: l.fwmark }] : [];
+      })
+      : [],
+    nat,
+    natPre,
+    ipRules,
+    ipRoutes,
+    ipUndo,
+    shown: { rules: ipRules.map(ruleShowLine), routes: routes.map((r) => ({ table: r.table, route: shownRoute(r.route, family) })) },
+    balance: variants[variants.length - 2],
+    variants,
+  };
+}
+
+export function planGateway(gw: Gateway): Plan {
+  const routes6 = gw.lan.networks6.length > 0;
+  const links = gw.links.map((l, i) => planLink(l, i, gw.health.quality, gw.lan.networks.length > 0, routes6));
+  const unreachable = gw.balance.policies.some((p) => p.whenDown === "unreachable") ? planUnreachable(gw.links) : undefined;
+  const families = ([4, 6] as const).filter((f) => (f === 4 ? gw.lan.networks : gw.lan.networks6).length > 0).map((f) => planFamily(gw, f, links, unreachable));
 
   return {
     gateway: gw.name,
@@ -294,24 +387,13 @@ export function planGateway(gw: Gateway): Plan {
     units: UNITS,
     resultTag: RESULT_TAG,
     mask: hex(MARK_MASK),
-    hooks: { all: HOOKS, mangle: HOOKS.filter((h) => h.table === "mangle"), nat: HOOKS.filter((h) => h.table === "nat") },
     links,
     lanInterfaces: gw.lan.interfaces,
-    lanNetworks: gw.lan.networks,
-    bypass: [...gw.lan.networks, ...balance.exclude, ...NOT_FOR_UPLINKS],
-    classify,
-    select,
+    lanNetworks: families.flatMap((f) => f.lanNetworks),
+    families,
+    allFamilies: Object.values(FAMILIES),
     unreachable,
-    inbound: balance.inboundSticky ? links : [],
-    local: balance.local,
-    pinnedSources: balance.local
-      ? links.flatMap((l) => (l.address ? [{ address: l.address, fwmark: l.fwmark }] : []))
-      : [],
-    nat,
     priorities: { owned: OWNED_PRIORITIES, suppressMain: PRIORITY.suppressMain },
-    ipRules,
-    ipRoutes,
-    ipUndo,
     health: {
       ...gw.health,
       markMask: MARK_MASK,
@@ -321,14 +403,18 @@ export function planGateway(gw: Gateway): Plan {
       passive: planPassive(gw, links),
     },
     sysctls: [
-      { key: "net.ipv4.ip_forward", value: "1" },
-      // rp_filter checks a reply against the tables *with* its mark only when this is set;
-      // without it a strict rp_filter drops every reply that arrives on a non-default link.
-      { key: "net.ipv4.conf.all.src_valid_mark", value: "1" },
+      ...(gw.lan.networks.length ? [
+        { key: "net.ipv4.ip_forward", value: "1" },
+        // rp_filter checks a reply against the tables *with* its mark only when this is set;
+        // without it a strict rp_filter drops every reply that arrives on a non-default link.
+        { key: "net.ipv4.conf.all.src_valid_mark", value: "1" },
+      ] : []),
+      // IPv6 has no rp_filter; forwarding on also makes the kernel ignore router advertisements
+      // on interfaces whose accept_ra is 1 (see the README on RA-configured uplinks).
+      ...(routes6 ? [{ key: "net.ipv6.conf.all.forwarding", value: "1" }] : []),
     ],
     balanceChain: BALANCE_CHAIN,
-    balanceChains: variants[0].chains.map((c) => c.name),
-    balance: variants[variants.length - 2],
-    variants,
+    balanceChains: families[0].variants[0].chains.map((c) => c.name),
+    variants: families[0].variants,
   };
 }

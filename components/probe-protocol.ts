@@ -1,6 +1,7 @@
 // The read-only probe protocol: one shell command prints each part of a gateway's live state under
 // a marker line, parseProbe splits the output again. Every value put into a command comes from the
 // bundle's manifest, checked by readManifest (state can be edited); the comparison is in drift.ts.
+import { FAMILIES, type Family } from "./families";
 import { readManifest, type Manifest } from "./manifest";
 import type { Bundle } from "./render";
 
@@ -45,14 +46,27 @@ export function systemFiles(m: Manifest): { file: string; path: string }[] {
   ];
 }
 
+/** Section names of one family's live state: `iptables mangle` / `ip6tables mangle`, `ip rule` / `ip -6 rule`, `route 101` / `route6 101`. */
+export const familySections = (family: Family) => ({
+  table: (table: string) => `${FAMILIES[family].save.replace(/-save$/, "")} ${table}`,
+  rules: family === 4 ? "ip rule" : "ip -6 rule",
+  route: (table: number) => `route${family === 4 ? "" : "6"} ${table}`,
+});
+
 /** What drift compares: rules, policy rules, link tables' routes, rt_tables, installed files, sysctls, daemon. */
 export function probeCommand(p: GatewayProbe): string {
   const m = readManifest(p.files);
   return [
-    section("iptables mangle", "iptables-save -t mangle"),
-    section("iptables nat", "iptables-save -t nat"),
-    section("ip rule", "ip rule show"),
-    ...[...m.links, ...(m.unreachable ? [m.unreachable] : [])].map((l) => section(`route ${l.table}`, `ip route show table ${l.table} 2>/dev/null`)),
+    ...m.families.flatMap((f) => {
+      const names = familySections(f.family);
+      const { save, ipFlag } = FAMILIES[f.family];
+      return [
+        section(names.table("mangle"), `${save} -t mangle`),
+        section(names.table("nat"), `${save} -t nat`),
+        section(names.rules, `ip ${ipFlag} rule show`),
+        ...f.routes.map((r) => section(names.route(r.table), `ip ${ipFlag} route show table ${r.table} 2>/dev/null`)),
+      ];
+    }),
     section("rt_tables", `cat ${m.paths.rtTables} 2>/dev/null`),
     section("files", `cd ${m.paths.installDir} 2>/dev/null && find . -type f | sort | xargs -r sha256sum`),
     section("system files", `sha256sum ${systemFiles(m).map((f) => f.path).join(" ")} 2>/dev/null`),

@@ -31,12 +31,11 @@ function render(name: string, view: object): string {
   return Mustache.render(t[name], view, t, noEscape);
 }
 
-/** Files installed on the gateway, rendered from the plan (variants under `variants/`, and the manifest). */
+/**
+ * Files installed on the gateway, rendered from the plan; besides these, each family's rules, hooks,
+ * `ip` batch and undo (FAMILY_TEMPLATES), its variants under `variants/`, and the manifest.
+ */
 export const BUNDLE_FILES = [
-  "iptables.rules",
-  "iptables.hooks",
-  "ip.batch",
-  "ip.undo",
   "rt_tables",
   "sysctl.conf",
   "apply.sh",
@@ -46,11 +45,18 @@ export const BUNDLE_FILES = [
   UNITS.health,
 ] as const;
 
+/** A family's files by template: the templates are named for IPv4's files. */
+const FAMILY_TEMPLATES = { "iptables.rules": "rulesFile", "iptables.hooks": "hooksFile", "ip.batch": "batchFile", "ip.undo": "undoFile" } as const;
+
 export function renderBundle(plan: Plan): Bundle {
   const bundle: Bundle = {};
   for (const file of BUNDLE_FILES) bundle[file] = render(file, plan);
-  for (const variant of plan.variants) {
-    bundle[`variants/${variant.key}.rules`] = render("variant.rules", { gateway: plan.gateway, ...variant });
+  for (const family of plan.families) {
+    const view = { ...plan, ...family };
+    for (const [template, name] of Object.entries(FAMILY_TEMPLATES)) bundle[family[name]] = render(template, view);
+    for (const variant of family.variants) {
+      bundle[`variants/${variant.key}${family.variantSuffix}`] = render("variant.rules", { gateway: plan.gateway, ...variant });
+    }
   }
   bundle[MANIFEST_FILE] = renderManifest(plan);
   return bundle;

@@ -4,7 +4,9 @@
 // The health daemon only picks one of these files; it never builds a rule.
 import type { Policy } from "./config";
 import { planSplit, type SplitRule } from "./split";
-import { planSticky } from "./sticky";
+import type { Family } from "./families";
+import { formatIpv6 } from "./ipv6";
+import { planSticky, type SourceMatch } from "./sticky";
 import { carrying, carryingWeights, type TieredMember } from "./tiers";
 
 /** The chain new connections to balance enter; every balancing chain's name starts with it. */
@@ -74,27 +76,33 @@ function splitChains(links: VariantLink[], weights: number[], entry: string): Gr
   };
 }
 
+/** The source match of a last-octet value under a mask, as iptables-save / ip6tables-save print it. */
+const SOURCE_MATCH: Record<Family, (m: SourceMatch) => string> = {
+  4: (m) => `-s 0.0.0.${m.value}/0.0.0.${m.mask} `,
+  6: (m) => `-s ${formatIpv6(BigInt(m.value))}/${formatIpv6(BigInt(m.mask))} `,
+};
+
 /** Sticky by source: one rule per address mask of each carrying member but the last, which takes the rest. */
-function stickyChain(links: VariantLink[], members: TieredMember[], live: ReadonlySet<string>, entry: string): Group {
+function stickyChain(links: VariantLink[], members: TieredMember[], live: ReadonlySet<string>, entry: string, family: Family): Group {
   const shares = planSticky(members, live);
   const link = (name: string) => links.find((l) => l.name === name)!;
   const rules = shares.flatMap((s, i) =>
     i === shares.length - 1
       ? [{ match: "", target: `-j MARK --set-xmark ${link(s.link).fwmark}` }]
-      : s.matches.map((m) => ({ match: `-s 0.0.0.${m.value}/0.0.0.${m.mask} `, target: `-g ${link(s.link).markChain}` })),
+      : s.matches.map((m) => ({ match: SOURCE_MATCH[family](m), target: `-g ${link(s.link).markChain}` })),
   );
   return { chains: [{ name: entry, rules }], carrying: links.filter((l) => shares.some((s) => s.link === l.name)).map((l) => l.name) };
 }
 
 /** Policy n's chains when `live` links are up. */
-function policyGroup(links: VariantLink[], policy: Policy, n: number, live: ReadonlySet<string>, fallback: string, unreachable: string | undefined): Group {
+function policyGroup(links: VariantLink[], policy: Policy, n: number, live: ReadonlySet<string>, fallback: string, unreachable: string | undefined, family: Family): Group {
   const members = policy.members ?? asMembers(links);
   const entry = policyChain(n);
   if (!carrying(members, live).length) {
     const target = policy.whenDown === "unreachable" ? `-j MARK --set-xmark ${unreachable}` : `-g ${fallback}`;
     return { chains: [{ name: entry, rules: [{ match: "", target }] }], carrying: [] };
   }
-  if (policy.sticky === "source") return stickyChain(links, members, live, entry);
+  if (policy.sticky === "source") return stickyChain(links, members, live, entry, family);
   // Every link by its own weight and tier: the default split itself, not a copy of it.
   if (!policy.members) return { chains: [{ name: entry, rules: [{ match: "", target: `-g ${BALANCE_CHAIN}` }] }], carrying: carrying(members, live).map((m) => m.link) };
   return splitChains(links, carryingWeights(links, members, live), entry);
@@ -104,8 +112,9 @@ function policyGroup(links: VariantLink[], policy: Policy, n: number, live: Read
  * One variant per non-empty set of live links, plus `none` (every link down). `fallback`: the chain
  * of the default balancing (its selection), where a policy with no member up hands connections;
  * `unreachable`: the mark that routes a connection nowhere, for a policy that refuses them instead.
+ * The families' variants differ only in how a sticky policy matches source addresses.
  */
-export function planVariants(links: VariantLink[], policies: Policy[], lastResort: "all" | "main", fallback: string, unreachable?: string): Variant[] {
+export function planVariants(links: VariantLink[], policies: Policy[], lastResort: "all" | "main", fallback: string, unreachable?: string, family: Family = 4): Variant[] {
   const sets: string[][] = [];
   for (let mask = 1; mask < 1 << links.length; mask++) sets.push(links.filter((_, i) => mask & (1 << i)).map((l) => l.name));
   const plan = (liveNames: string[]) => {
@@ -113,7 +122,7 @@ export function planVariants(links: VariantLink[], policies: Policy[], lastResor
     const own = liveNames.length
       ? splitChains(links, carryingWeights(links, asMembers(links), live), BALANCE_CHAIN)
       : { chains: [], carrying: [], walk: { worst: 0, mean: 0 } };
-    const groups = [own, ...policies.map((p, i) => policyGroup(links, p, i + 1, live, fallback, unreachable))];
+    const groups = [own, ...policies.map((p, i) => policyGroup(links, p, i + 1, live, fallback, unreachable, family))];
     const carried = new Set(groups.flatMap((g) => g.carrying));
     return {
       groups,

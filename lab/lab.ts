@@ -3,6 +3,10 @@
 //
 //   lan (eth0) ── (lan0) gw (wanI) ── (cpe0) ispI (up0) ── (ispI) net [192.0.2.1/.10/.20]
 //
+// With `ipv6`, every namespace is dual-stack (2001:db8::/32 only; see topology.ts): each link also
+// has an IPv6 network and a delegated /64 that its ISP routes to the gateway, and the server also
+// listens on 2001:db8:5e::10/::20.
+//
 // Everything the lab creates is named from its prefix and removed by destroy(), which withLab()
 // always runs.
 import { randomBytes } from "node:crypto";
@@ -13,20 +17,27 @@ import { AgentProcess, type AgentMode } from "./agent-process";
 import { BackgroundProcess } from "./background";
 import { isRunning, nsArgv, run, type ExecOptions, type ExecResult } from "./exec";
 import {
+  BCP38_CHAIN6,
   BROKEN_RULE,
   CLIENT_IF,
   DEFAULT_TCP_PORTS,
   DEFAULT_UDP_PORTS,
   DELAYED_ECHO_MARK,
+  ISP_CUSTOMER_IF,
   SERVER_ADDRESSES,
+  SERVER_ADDRESSES6,
   delayedEchoRule,
   earlySysctls,
   echoLossRule,
+  inPrefix6,
+  ip6Routes,
   ipBatches,
   ispRules,
+  ispRules6,
   lateSysctls,
   planTopology,
   vethLines,
+  type Ipv6Plan,
   type LanInfo,
   type LinkInfo,
   type Topology,
@@ -35,7 +46,8 @@ import * as traffic from "./traffic";
 
 export type { BackgroundProcess } from "./background";
 export type { ExecResult, ExecOptions } from "./exec";
-export type { LanInfo, LinkInfo } from "./topology";
+export type { LanInfo, LinkInfo, ProviderLan6 } from "./topology";
+export { hostIn6, inPrefix6, mapPrefix6 } from "./topology";
 export type * from "./traffic";
 
 export interface LabOptions {
@@ -51,6 +63,12 @@ export interface LabOptions {
   tcpPorts?: number[];
   /** UDP echo ports on both server addresses. Default 5001. */
   udpPorts?: number[];
+  /**
+   * Dual stack: IPv6 next to IPv4 everywhere (the server's TCP ports on 2001:db8:5e::10 and ::20
+   * too; UDP stays IPv4). `{ lanFrom: ["isp2"] }` also numbers the LAN from those links' delegated
+   * prefixes (for nat6 "none"). Default: IPv4 only, IPv6 disabled in every namespace.
+   */
+  ipv6?: boolean | Ipv6Plan;
 }
 
 export interface EchoImpairment {
@@ -86,6 +104,13 @@ export class Lab {
   /** The primary "internet" server, 192.0.2.10. */
   readonly serverAddress = SERVER_ADDRESSES.primary;
   readonly serverAddresses = SERVER_ADDRESSES;
+  /** The lab is dual-stack (LabOptions.ipv6). The *6 addresses below are served only then. */
+  readonly ipv6: boolean;
+  /** The primary server's IPv6 address, 2001:db8:5e::10. */
+  readonly serverAddress6 = SERVER_ADDRESSES6.primary;
+  readonly serverAddresses6 = SERVER_ADDRESSES6;
+  /** IPv6 probe target (answers ping only), 2001:db8:5e::1. */
+  readonly probe6 = SERVER_ADDRESSES6.probe;
   readonly tcpPorts: readonly number[];
   readonly udpPorts: readonly number[];
 
@@ -103,13 +128,15 @@ export class Lab {
 
   constructor(options: LabOptions = {}) {
     const prefix = options.prefix ?? `mwt-${randomBytes(3).toString("hex")}`;
-    this.topology = planTopology(prefix, options.links ?? 2, options.lanIndex ?? 1);
+    const ipv6 = options.ipv6 === true ? {} : options.ipv6 || undefined;
+    this.topology = planTopology(prefix, options.links ?? 2, options.lanIndex ?? 1, ipv6);
     const t = this.topology;
     this.prefix = prefix;
     this.ns = { gw: t.ns.gw, lan: t.ns.lan, net: t.ns.net };
     t.links.forEach((l, i) => (this.ns[l.name] = t.ns.isp[i]));
     this.links = t.links;
     this.lanInfo = t.lan;
+    this.ipv6 = t.ipv6;
     this.tcpPorts = options.tcpPorts ?? DEFAULT_TCP_PORTS;
     this.udpPorts = options.udpPorts ?? DEFAULT_UDP_PORTS;
     this.parent = options.parent ?? tmpdir();
@@ -136,14 +163,22 @@ export class Lab {
     await Promise.all([
       ...[...ipBatches(t)].map(([ns, lines]) => run(["ip", "-n", ns, "-batch", "-"], { input: lines.join("\n") + "\n", check: true })),
       ...t.links.map((l, i) => run(nsArgv(t.ns.isp[i], ["iptables-restore"]), { input: ispRules(l), check: true })),
+      ...(t.ipv6 ? t.links.map((l, i) => run(nsArgv(t.ns.isp[i], ["ip6tables-restore"]), { input: ispRules6(l), check: true })) : []),
     ]);
+    // Every link is up at both ends now, so IPv6 next hops are on connected routes.
+    await Promise.all([...ip6Routes(t)].map(([ns, lines]) => run(["ip", "-n", ns, "-batch", "-"], { input: lines.join("\n") + "\n", check: true })));
     await Promise.all([...lateSysctls(t)].map(([ns, kv]) => run(nsArgv(ns, ["sysctl", "-q", "-w", ...kv]), { check: true })));
     const server = this.startAgent(t.ns.net, "serve", {
       addresses: [SERVER_ADDRESSES.primary, SERVER_ADDRESSES.secondary],
       tcpPorts: this.tcpPorts,
       udpPorts: this.udpPorts,
     }, SERVER_LIFETIME_MS);
-    await server.waitFor("ready", 10_000);
+    if (t.ipv6) await this.linksReady(all);
+    // The agent's UDP sockets are IPv4 ones: the IPv6 server is TCP only.
+    const server6 = t.ipv6
+      ? this.startAgent(t.ns.net, "serve", { addresses: [SERVER_ADDRESSES6.primary, SERVER_ADDRESSES6.secondary], tcpPorts: this.tcpPorts, udpPorts: [] }, SERVER_LIFETIME_MS)
+      : undefined;
+    await Promise.all([server.waitFor("ready", 10_000), server6?.waitFor("ready", 10_000)]);
   }
 
   /**
@@ -178,21 +213,37 @@ export class Lab {
   }
 
   /**
-   * Upstream failure: the ISP router drops everything it would forward, both ways. The gateway's
-   * interface stays up and the ISP router still answers on its own addresses.
+   * Upstream failure: the ISP router drops everything it would forward, both ways (IPv6 too in a
+   * dual-stack lab). The gateway's interface stays up and the ISP router still answers on its own
+   * addresses.
    */
   async breakUplink(link: string): Promise<void> {
     const ns = this.ispNs(link);
     if (this.broken.has(link)) return;
-    await run(nsArgv(ns, ["iptables", "-I", "FORWARD", "1", ...BROKEN_RULE]), { check: true });
+    await Promise.all(this.iptablesCommands().map((cmd) => run(nsArgv(ns, [cmd, "-I", "FORWARD", "1", ...BROKEN_RULE]), { check: true })));
     this.broken.add(link);
   }
 
   async restoreUplink(link: string): Promise<void> {
     const ns = this.ispNs(link);
     if (!this.broken.has(link)) return;
-    await run(nsArgv(ns, ["iptables", "-D", "FORWARD", ...BROKEN_RULE]), { check: true });
+    await Promise.all(this.iptablesCommands().map((cmd) => run(nsArgv(ns, [cmd, "-D", "FORWARD", ...BROKEN_RULE]), { check: true })));
     this.broken.delete(link);
+  }
+
+  /**
+   * Packets `link`'s ISP router dropped because their source was neither the gateway's address on
+   * the link nor (IPv6) in the link network or the delegated prefix: BCP38's counter per family.
+   */
+  async bcp38Drops(link: string): Promise<{ v4: number; v6: number }> {
+    const ns = this.ispNs(link);
+    const v4 = (await run(nsArgv(ns, ["iptables", "-nvxL", "FORWARD"]), { check: true })).stdout
+      .split("\n").find((l) => l.includes(ISP_CUSTOMER_IF) && l.includes("!"));
+    const v6 = this.ipv6
+      ? (await run(nsArgv(ns, ["ip6tables", "-nvxL", BCP38_CHAIN6]), { check: true })).stdout.split("\n").find((l) => /\sDROP\s/.test(l))
+      : undefined;
+    const count = (line: string | undefined) => Number(line?.trim().split(/\s+/)[0] ?? 0);
+    return { v4: count(v4), v6: count(v6) };
   }
 
   /**
@@ -252,9 +303,34 @@ export class Lab {
     return addresses;
   }
 
-  /** The link whose gateway address this is, else null. */
+  /**
+   * What `link`'s ISP router did with the IPv6 packets its customer sent (dual-stack labs): forwarded
+   * from the link network, forwarded from the delegated prefix, dropped (BCP38). Packet counters
+   * since the lab was built; breakUplink's drops come before these and are not counted.
+   */
+  async forwarded6(link: string): Promise<{ fromLink: number; fromPrefix: number; dropped: number }> {
+    const info = this.links.find((l) => l.name === link);
+    const ns = this.ispNs(link);
+    if (!info?.prefix6) throw new Error(`lab ${this.prefix} is not dual-stack`);
+    const rules = (await run(nsArgv(ns, ["ip6tables", "-nvxL", BCP38_CHAIN6]), { check: true })).stdout
+      .split("\n").map((l) => l.trim().split(/\s+/)).filter((f) => /^\d+$/.test(f[0]));
+    const count = (match: (f: string[]) => boolean) => Number(rules.find(match)?.[0] ?? NaN);
+    return {
+      fromLink: count((f) => f[2] === "RETURN" && f[7] === info.subnet6),
+      fromPrefix: count((f) => f[2] === "RETURN" && f[7] === info.prefix6),
+      dropped: count((f) => f[2] === "DROP"),
+    };
+  }
+
+  /**
+   * The link an address the server saw belongs to, else null: the gateway's IPv4 address on it, or
+   * (IPv6) its address6 on it (masquerade) or any address in its delegated prefix (npt, none).
+   */
   linkOf(address: string | null): traffic.LinkName | null {
-    const link = this.links.find((l) => l.address === address);
+    if (!address) return null;
+    const link = address.includes(":")
+      ? this.links.find((l) => (l.address6 !== undefined && inPrefix6(address, `${l.address6}/128`)) || (l.prefix6 !== undefined && inPrefix6(address, l.prefix6)))
+      : this.links.find((l) => l.address === address);
     return link ? link.name : null;
   }
 
@@ -316,6 +392,7 @@ export class Lab {
     return {
       ns: { lan: this.ns.lan, net: this.ns.net },
       serverAddress: this.serverAddress,
+      serverAddress6: this.ipv6 ? this.serverAddress6 : undefined,
       resolveNs: (ns) => this.resolveNs(ns),
       linkOf: (a) => this.linkOf(a),
       startAgent: (ns, mode, args, ms) => this.startAgent(ns, mode, args, ms),
@@ -327,6 +404,29 @@ export class Lab {
     // Full names are accepted only for this lab's own namespaces.
     if (Object.values(this.ns).includes(ns)) return ns;
     throw new Error(`not a namespace of lab ${this.prefix}: ${ns}`);
+  }
+
+  /**
+   * Until the kernel has taken every veth's carrier into account (its link watcher runs at most
+   * once a second): until then an interface reads NO-CARRIER/DOWN and drops what it sends, so the
+   * first neighbour solicitation of a fresh lab went unanswered for a second. Bounded to 3 s.
+   */
+  private async linksReady(namespaces: readonly string[]): Promise<void> {
+    const notReady = async () => {
+      const lists = await Promise.all(namespaces.map((ns) => run(["ip", "-n", ns, "-o", "link", "show"], { check: true })));
+      return lists.flatMap((r) => r.stdout.split("\n").filter((l) => l.includes("@") && !/ state UP /.test(l)).map((l) => l.split(":")[1].trim()));
+    };
+    const deadline = Date.now() + 3000;
+    let waiting = await notReady();
+    while (waiting.length && Date.now() < deadline) {
+      await sleep(25);
+      waiting = await notReady();
+    }
+    if (waiting.length) throw new Error(`lab ${this.prefix}: links not up after 3 s: ${waiting.join(" ")}`);
+  }
+
+  private iptablesCommands(): string[] {
+    return this.ipv6 ? ["iptables", "ip6tables"] : ["iptables"];
   }
 
   private ispNs(link: string): string {

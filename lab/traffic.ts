@@ -10,6 +10,8 @@ export interface TrafficContext {
   /** A lab namespace's full name from its key ("gw", "isp1") or full name. */
   resolveNs(ns: string): string;
   serverAddress: string;
+  /** The primary server's IPv6 address; undefined in an IPv4-only lab. */
+  serverAddress6?: string;
   /** The link whose gateway address this is (what the server sees after NAT), else null. */
   linkOf(address: string | null): LinkName | null;
   /** Starts an agent the lab will kill on destroy. */
@@ -21,8 +23,14 @@ export interface FromOption {
   from?: string;
 }
 
-export interface ConnectOptions extends FromOption {
-  /** Default: the primary server, 192.0.2.10. */
+/** Which server a client talks to when `dst` is not given. */
+export interface FamilyOption {
+  /** 4: the primary server's IPv4 address (192.0.2.10); 6: its IPv6 one (2001:db8:5e::10, dual-stack labs). Default 4. */
+  family?: 4 | 6;
+}
+
+export interface ConnectOptions extends FromOption, FamilyOption {
+  /** Default: the primary server of `family`, 192.0.2.10 (or 2001:db8:5e::10). */
   dst?: string;
   /** Default 80. */
   port?: number;
@@ -73,6 +81,19 @@ interface RawConnection {
 
 const clientNs = (ctx: TrafficContext, o: FromOption) => (o.from ? ctx.resolveNs(o.from) : ctx.ns.lan);
 
+/** The server address a client uses: `dst`, else the primary server of `family`. */
+function serverOf(ctx: TrafficContext, o: FamilyOption & { dst?: string }): string {
+  if (o.dst) return o.dst;
+  if (o.family !== 6) return ctx.serverAddress;
+  if (!ctx.serverAddress6) throw new Error("family 6 needs a dual-stack lab (LabOptions.ipv6)");
+  return ctx.serverAddress6;
+}
+
+/** The lab's UDP echo and the agent's UDP sockets are IPv4 only. */
+function udpV4Only(dst: string): void {
+  if (dst.includes(":")) throw new Error(`UDP over IPv6 is not served by the lab (dst ${dst})`);
+}
+
 /** Starts an agent and waits for its "ready" event; an agent that never gets ready is killed. */
 async function startReady(ctx: TrafficContext, ns: string, mode: AgentMode, args: object, lifetimeMs: number, readyMs: number) {
   const agent = ctx.startAgent(ns, mode, args, lifetimeMs);
@@ -86,7 +107,7 @@ async function startReady(ctx: TrafficContext, ns: string, mode: AgentMode, args
 export async function openConnections(ctx: TrafficContext, n: number, o: ConnectOptions = {}): Promise<ConnectionResult[]> {
   const args = {
     n,
-    dst: o.dst ?? ctx.serverAddress,
+    dst: serverOf(ctx, o),
     port: o.port ?? 80,
     concurrency: o.concurrency ?? 20,
     ratePerSec: o.ratePerSec,
@@ -96,6 +117,7 @@ export async function openConnections(ctx: TrafficContext, n: number, o: Connect
     protocol: o.protocol ?? "tcp",
     durationLimitMs: o.durationLimitMs ?? 60_000,
   };
+  if (args.protocol === "udp") udpV4Only(args.dst);
   // Worst case: the duration limit, then the last connections time out and close.
   const bound = args.durationLimitMs + args.connectTimeoutMs + 3000;
   const agent = ctx.startAgent(clientNs(ctx, o), "connect", args, bound);
@@ -113,7 +135,7 @@ export function shares(linkNames: readonly string[], results: readonly Connectio
   return Object.fromEntries(linkNames.map((name) => [name, ok.length ? ok.filter((r) => r.link === name).length / ok.length : 0]));
 }
 
-export interface LongLivedOptions extends FromOption {
+export interface LongLivedOptions extends FromOption, FamilyOption {
   /** Default 80. */
   port?: number;
   /** Each connection sends a line this often. Default 200. */
@@ -157,7 +179,7 @@ export interface LongLivedHandle {
 export async function longLived(ctx: TrafficContext, count: number, o: LongLivedOptions = {}): Promise<LongLivedHandle> {
   const args = {
     count,
-    dst: o.dst ?? ctx.serverAddress,
+    dst: serverOf(ctx, o),
     port: o.port ?? 80,
     src: o.src,
     intervalMs: o.intervalMs ?? 200,
@@ -188,6 +210,7 @@ export async function longLived(ctx: TrafficContext, count: number, o: LongLived
 }
 
 export interface UdpFlowOptions extends FromOption {
+  /** IPv4 only: the lab serves no UDP over IPv6. */
   /** Default: the first UDP port the server serves (5001). */
   port?: number;
   /** One datagram this often. Default 200. */
@@ -228,6 +251,7 @@ export async function udpFlow(ctx: TrafficContext, o: UdpFlowOptions = {}): Prom
     intervalMs: o.intervalMs ?? 200,
     durationMs: o.durationMs ?? 60_000,
   };
+  udpV4Only(args.dst);
   const { agent, ready } = await startReady(ctx, clientNs(ctx, o), "udpflow", args, args.durationMs + 10_000, 5000);
   return {
     pid: agent.pid,
@@ -243,7 +267,7 @@ export interface InboundOptions {
   /** Address to connect to, e.g. the gateway's address on link 2. */
   dst: string;
   port: number;
-  /** Source address in the `net` namespace. Default: the primary server address. */
+  /** Source address in the `net` namespace. Default: the primary server address of dst's family. */
   via?: string;
   connectTimeoutMs?: number;
   /**
@@ -269,7 +293,7 @@ export async function connectFromServer(ctx: TrafficContext, o: InboundOptions):
     n: 1,
     dst: o.dst,
     port: o.port,
-    src: o.via ?? ctx.serverAddress,
+    src: o.via ?? serverOf(ctx, { family: o.dst.includes(":") ? 6 : 4 }),
     connectTimeoutMs: o.connectTimeoutMs ?? 2000,
     exchange: o.exchange ?? true,
     durationLimitMs: 1000,
@@ -287,7 +311,7 @@ export async function connectFromServer(ctx: TrafficContext, o: InboundOptions):
 
 export interface ListenOptions {
   port: number;
-  /** Default 0.0.0.0. */
+  /** Default 0.0.0.0 (IPv4 only; "::" listens on both families, IPv4 peers then read as plain IPv4). */
   address?: string;
   /** Also answer UDP on the same port. */
   udp?: boolean;
@@ -304,6 +328,7 @@ export interface ListenerHandle {
 
 /** A lab server (greets with the peer address, echoes lines) in any lab namespace. */
 export async function listen(ctx: TrafficContext, ns: string, o: ListenOptions): Promise<ListenerHandle> {
+  if (o.udp) udpV4Only(o.address ?? "0.0.0.0");
   const args = {
     addresses: [o.address ?? "0.0.0.0"],
     tcpPorts: [o.port],

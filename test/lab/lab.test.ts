@@ -4,7 +4,9 @@ import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { isRunning, run } from "../../lab/exec";
 import { withLab, type Lab } from "../../lab/lab";
-import { ipBatches, MAX_LINKS, planTopology, vethLines } from "../../lab/topology";
+import {
+  earlySysctls, format6, inPrefix6, ip6Routes, ipBatches, mapPrefix6, MAX_LINKS, parse6, planTopology, vethLines,
+} from "../../lab/topology";
 import { describeAsRoot } from "../helpers/root";
 
 const gw = (lab: Lab, ...argv: string[]) => lab.exec("gw", argv, { check: true });
@@ -45,6 +47,55 @@ describe("lab plan", () => {
     const names = vethLines(plan).flatMap((l) => [l.split(" ")[2], l.split(" name ")[1].split(" ")[0]]);
     expect(names.filter((n) => n.length > 15)).toEqual([]);
     expect(() => planTopology("lab-1", 2, 1)).toThrow(/mw\[tl\]-/);
+  });
+
+  it("keeps an IPv4 lab free of IPv6: disabled everywhere, no address, route or field of it", () => {
+    const text = [...ipBatches(plan).values()].flat().join("\n");
+    expect(text).not.toContain(":");
+    expect(ip6Routes(plan).size).toBe(0);
+    for (const kv of earlySysctls(plan).values()) expect(kv).toContain("net.ipv6.conf.all.disable_ipv6=1");
+    expect(plan.links.filter((l) => "address6" in l || "prefix6" in l)).toEqual([]);
+    expect(Object.keys(plan.lan).filter((k) => k.endsWith("6"))).toEqual([]);
+  });
+
+  const plan6 = planTopology("mwt-abcdef", MAX_LINKS, 255, { lanFrom: ["isp3"] });
+  it("plans IPv6 from 2001:db8::/32 only (fe80:: next hops aside), every address without DAD", () => {
+    const lines = [...ipBatches(plan6).values(), ...ip6Routes(plan6).values()].flat();
+    const addresses = lines.join(" ").split(/\s+/).filter((w) => w.includes(":") && w !== "::/0");
+    expect(addresses.length).toBeGreaterThan(40);
+    expect(addresses.filter((a) => !inPrefix6(a.split("/")[0], "2001:db8::/32") && !inPrefix6(a.split("/")[0], "fe80::/10"))).toEqual([]);
+    expect(lines.filter((l) => l.startsWith("addr add") && l.includes(":") && !l.endsWith(" nodad") && !l.endsWith(" lo"))).toEqual([]);
+    for (const [ns, kv] of earlySysctls(plan6)) {
+      expect(kv).toContain("net.ipv6.conf.default.accept_dad=0");
+      expect(kv).toContain(`net.ipv6.conf.all.forwarding=${ns.includes("-isp") ? 1 : 0}`);
+    }
+  });
+
+  it("puts both ends of each IPv6 link in its network, delegated prefixes apart from each other and the LAN", () => {
+    const prefixes = [plan6.lan.network6!, ...plan6.links.map((l) => l.prefix6!)];
+    for (const l of plan6.links) {
+      expect(inPrefix6(l.address6!, l.subnet6!) && inPrefix6(l.gateway6!, l.subnet6!)).toBe(true);
+      expect(l.address6).not.toBe(l.gateway6);
+      expect(l.subnet6).toBe(`${l.subnet6!.split("/")[0]}/${l.prefixLength6}`);
+      expect(l.prefix6).toMatch(/\/64$/);
+      expect(prefixes.filter((p) => inPrefix6(l.prefix6!.split("/")[0], p))).toEqual([l.prefix6]);
+    }
+    expect(new Set(plan6.links.map((l) => l.prefixLength6)).size).toBeGreaterThan(1);
+    expect(plan6.lan.provider6).toEqual([
+      { link: "isp3", network: "2001:db8:c3:3::/64", gatewayAddress: "2001:db8:c3:3::1", clientAddress: "2001:db8:c3:3::10" },
+    ]);
+    expect(() => planTopology("mwt-abcdef", 2, 1, { lanFrom: ["isp3"] })).toThrow(/no link isp3/);
+  });
+
+  it("does IPv6 arithmetic as the kernel prints it", () => {
+    expect(format6(parse6("2001:0db8:0000:0000:0001:0000:0000:0001"))).toBe("2001:db8::1:0:0:1");
+    expect(["::", "::1", "2001:db8::", "fe80::1:1", "2001:db8:ff04:4:0:1:0:4"].map((a) => format6(parse6(a)))).toEqual(
+      ["::", "::1", "2001:db8::", "fe80::1:1", "2001:db8:ff04:4:0:1:0:4"]);
+    expect(mapPrefix6("2001:db8:10:1::10", "2001:db8:10:1::/64", "2001:db8:b2:2::/64")).toBe("2001:db8:b2:2::10");
+    expect(inPrefix6("2001:db8:b2:2:ffff::1", "2001:db8:b2:2::/64")).toBe(true);
+    expect(inPrefix6("2001:db8:b2:3::1", "2001:db8:b2:2::/64")).toBe(false);
+    expect(inPrefix6("198.18.1.2", "2001:db8:b2:2::/64")).toBe(false);
+    expect(() => parse6("2001:db8::1::2")).toThrow();
   });
 });
 
@@ -186,6 +237,72 @@ describeAsRoot("namespace lab", () => {
       const forwarded = await lab.connectFromServer({ dst: link1.address, port: 8080, via: lab.serverAddresses.secondary });
       expect(forwarded).toMatchObject({ ok: true, seenAs: lab.serverAddresses.secondary });
       expect((await client.stop()).peers).toEqual([lab.serverAddresses.secondary]);
+    });
+  });
+
+  it("(i) dual stack: IPv6 needs forwarding and translation; BCP38 drops the LAN's own and a wrong link's sources", async () => {
+    await withLab({ links: 2, ipv6: true }, async (lab) => {
+      const [link1, link2] = lab.links;
+      const { network6, clientAddress6 } = lab.lanInfo;
+      // Neighbour discovery answers at once from the first packet on (no DAD, links settled).
+      const first = await lab.openConnections(1, { from: "gw", dst: link1.gateway6, port: 7001, connectTimeoutMs: 300 });
+      expect(first[0].error).toBe("ECONNREFUSED");
+      expect((await lab.openConnections(3, { family: 6, connectTimeoutMs: 300 })).filter((r) => r.connected)).toEqual([]);
+
+      await gw(lab, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1");
+      const untranslated = await lab.openConnections(3, { family: 6, connectTimeoutMs: 300 });
+      expect(untranslated.filter((r) => r.connected)).toEqual([]);
+      expect((await lab.bcp38Drops("isp1")).v6).toBeGreaterThanOrEqual(3);
+      expect((await lab.exec("net", ["ip", "-6", "route", "get", clientAddress6!])).code).not.toBe(0);
+
+      // NPT-like 1:1 mapping onto link 1's delegated prefix: the host part survives.
+      await gw(lab, "ip6tables", "-t", "nat", "-A", "POSTROUTING", "-o", link1.interface, "-s", network6!, "-j", "NETMAP", "--to", link1.prefix6!);
+      const mapped = await lab.openConnections(50, { family: 6, src: lab.lanInfo.extraClientAddresses6![2] });
+      expect(mapped.filter((r) => !r.ok)).toEqual([]);
+      expect(new Set(mapped.map((r) => r.seenAs))).toEqual(new Set([mapPrefix6(lab.lanInfo.extraClientAddresses6![2], network6!, link1.prefix6!)]));
+      expect(lab.shares(mapped)).toEqual({ isp1: 1, isp2: 0 });
+
+      // Masquerade: the server sees link 1's address; link 2's address out of wan1 is dropped.
+      await gw(lab, "ip6tables", "-t", "nat", "-F");
+      await gw(lab, "conntrack", "-F", "-f", "ipv6");
+      await gw(lab, "ip6tables", "-t", "nat", "-A", "POSTROUTING", "-o", link1.interface, "-j", "MASQUERADE");
+      const masqueraded = await lab.openConnections(20, { family: 6 });
+      expect(masqueraded.every((r) => r.ok && r.seenAs === link1.address6 && r.link === "isp1")).toBe(true);
+      await gw(lab, "ip6tables", "-t", "nat", "-F");
+      await gw(lab, "conntrack", "-F", "-f", "ipv6");
+      await gw(lab, "ip6tables", "-t", "nat", "-A", "POSTROUTING", "-o", link1.interface, "-j", "SNAT", "--to-source", link2.address6!);
+      const before = (await lab.bcp38Drops("isp1")).v6;
+      expect((await lab.openConnections(3, { family: 6, connectTimeoutMs: 300 })).filter((r) => r.connected)).toEqual([]);
+      expect((await lab.bcp38Drops("isp1")).v6).toBeGreaterThan(before);
+    });
+  });
+
+  it("(j) dual stack: breakUplink breaks both families, restoreUplink heals both; long-lived IPv6 flows keep one address", async () => {
+    await withLab({ links: 2, ipv6: true }, async (lab) => {
+      await enableForwarding(lab);
+      await masquerade(lab, "wan1");
+      await gw(lab, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1");
+      await gw(lab, "ip6tables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan1", "-j", "MASQUERADE");
+      const flows = await lab.longLived(3, { family: 6, port: 22, intervalMs: 50 });
+      expect(flows.established).toBe(3);
+      await sleep(400);
+      const report = await flows.stop();
+      expect(report).toMatchObject({ errored: false, stalled: false });
+      expect(report.connections.every((c) => c.stable && c.link === "isp1" && c.answered >= 4)).toBe(true);
+
+      await lab.breakUplink("isp1");
+      const [v4, v6] = await Promise.all([
+        lab.openConnections(5, { connectTimeoutMs: 500 }),
+        lab.openConnections(5, { family: 6, connectTimeoutMs: 500 }),
+      ]);
+      expect([...v4, ...v6].filter((r) => r.connected)).toEqual([]);
+      // The ISP router itself still answers over IPv6 (global and link-local).
+      const local = await lab.exec("gw", ["ping", "-6", "-c1", "-W1", `${lab.links[0].gateway6LinkLocal}%wan1`]);
+      expect(local.code).toBe(0);
+      await lab.restoreUplink("isp1");
+      const healed = await Promise.all([lab.openConnections(5), lab.openConnections(5, { family: 6 })]);
+      expect(healed.flat().filter((r) => !r.ok)).toEqual([]);
+      await expect(lab.udpFlow({ dst: lab.serverAddress6 })).rejects.toThrow(/UDP over IPv6/);
     });
   });
 

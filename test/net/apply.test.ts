@@ -78,7 +78,7 @@ describeAsRoot("apply.sh", () => {
       const r = await runApply(lab, bad);
 
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain("the kernel rejects these rules; nothing was changed");
+      expect(r.stderr).toContain("the kernel rejects these IPv4 rules; nothing was changed");
       expect(await gatewayState(lab)).toEqual(before);
     });
   });

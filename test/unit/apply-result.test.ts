@@ -94,7 +94,7 @@ describe("apply.sh's result line", () => {
     const root = join(scratch, "root3");
     const r = applySh(root, [], { REJECT_RULES: "1" });
     expect(r.code).toBe(1);
-    expect(parseApplyResult(r.stdout)).toEqual({ result: "rejected", reason: "the kernel rejects these rules; nothing was changed" });
+    expect(parseApplyResult(r.stdout)).toEqual({ result: "rejected", reason: "the kernel rejects these IPv4 rules; nothing was changed" });
     expect(existsSync(join(root, "etc/multiwan"))).toBe(false);
   });
 
@@ -209,7 +209,7 @@ describe("the push's reading of its sessions", () => {
 
   it("only a rejected result reads as 'the previous state is kept'", async () => {
     reset();
-    expect(await push(local({ REJECT_RULES: "1" }))).toMatch(/^gw1: apply failed, the previous state is kept: the kernel rejects these rules; nothing was changed/);
+    expect(await push(local({ REJECT_RULES: "1" }))).toMatch(/^gw1: apply failed, the previous state is kept: the kernel rejects these IPv4 rules; nothing was changed/);
     expect(await push(refusedConnect)).toBe("gw1: cannot connect, nothing was changed: 192.0.2.50:22: connect ETIMEDOUT");
     reset();
     mkdirSync(`${root}/var`, { recursive: true });

@@ -39,7 +39,7 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
   ["gateway name with shell", (s) => (gw(s).name = "gw;reboot"), "gateways[0].name", /a-z/],
   ["duplicate gateway name", (s) => s.gateways.push(structuredClone(gw(s))), "gateways[1].name", /duplicate gateway name/],
   ["missing connection", (s) => delete gw(s).connection, "gateways[0].connection", /expected object/],
-  ["host with shell", (s) => (gw(s).connection.host = "gw1;id"), "gateways[0].connection.host", /IPv4 address or a DNS name/],
+  ["host with shell", (s) => (gw(s).connection.host = "gw1;id"), "gateways[0].connection.host", /IPv4 or IPv6 address or a DNS name/],
   ["port 0", (s) => (gw(s).connection.port = 0), "gateways[0].connection.port", /too small|>=/],
   ["port too big", (s) => (gw(s).connection.port = 70000), "gateways[0].connection.port", /too big|<=/],
   ["bad user", (s) => (gw(s).connection.user = "root -oProxyCommand=x"), "gateways[0].connection.user", /Unix user/],
@@ -81,7 +81,7 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
   ["one link", (s) => gw(s).links.pop(), "gateways[0].links", /needs 2 to 12 links/],
   ["thirteen links", (s) => (gw(s).links = links(s, 13)), "gateways[0].links", /^needs 2 to 12 links \(the failover variants of 13 exceed the budget of 25000 rules\)$/],
   ["link names too long for a tar name", (s) => (gw(s).links = links(s, 6, (i) => longName(i))), "gateways[0].links",
-    /variants\/axxxxxxxxxxxxxx\+.*\.rules would be 110 bytes, over the 100-byte limit of a tar entry name: shorten them to at most 85 characters/],
+    /variants\/axxxxxxxxxxxxxx\+.*\.rules6 would be 111 bytes, over the 100-byte limit of a tar entry name: shorten them to at most 84 characters/],
   ["link name uppercase", (s) => (link(s, 0).name = "ISP1"), "gateways[0].links[0].name", /a-z/],
   ["duplicate link name", (s) => (link(s, 1).name = "isp1"), "gateways[0].links[1].name", /duplicate link name/],
   ["link interface with space", (s) => (link(s, 0).interface = "wan 1"), "gateways[0].links[0].interface", /interface name/],
@@ -224,12 +224,12 @@ describe("the link and file-name budgets", () => {
   });
 
   it("accepts link names that just fit, and their bundle goes into a tar", () => {
-    // 5 × 15 + 5 + 5 "+" = 85 characters: `variants/<all>.rules` is exactly 100 bytes.
-    const names = (i: number) => longName(i, i < 5 ? 15 : 5);
+    // 5 × 15 + 4 + 5 "+" = 84 characters: `variants/<all>.rules6` (the IPv6 variant) is exactly 100 bytes.
+    const names = (i: number) => longName(i, i < 5 ? 15 : 4);
     const g = gateway((s) => (gw(s).links = links(s, 6, names)));
     expect(g.links.map((l) => l.name).join("+")).toHaveLength(MAX_LINK_NAMES_LENGTH);
     expect(() => tarFiles(renderBundle(planGateway(g)))).not.toThrow();
-    const over = (i: number) => longName(i, i < 5 ? 15 : 6);
+    const over = (i: number) => longName(i, i < 5 ? 15 : 5);
     expect(problemsOf((s) => (gw(s).links = links(s, 6, over))).map((p) => p.path)).toEqual(["gateways[0].links"]);
   });
 });
@@ -311,7 +311,7 @@ describe("config defaults", () => {
     expect(g.links.map((l) => [l.mark, l.table])).toEqual([[1, 101], [2, 102]]);
     expect(g.links[1].check.reliability).toBe(1);
     expect(g.links.map((l) => [l.tier, l.failback])).toEqual([[1, "keep"], [1, "keep"]]);
-    expect(g.balance).toEqual({ exclude: [], local: false, inboundSticky: true, lastResort: "all", policies: [] });
+    expect(g.balance).toEqual({ exclude: [], exclude6: [], local: false, inboundSticky: true, lastResort: "all", policies: [] });
     expect(g.health).toEqual({
       interval: 0.5, timeout: 1, down: 3, up: 5, flushConntrack: true, hookTimeout: 10,
       metricsFile: "/var/lib/prometheus/node-exporter/multiwan.prom", // Debian's node_exporter textfile directory

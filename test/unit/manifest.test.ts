@@ -44,6 +44,7 @@ describe("manifest.json", () => {
         stageDir: "/srv/gw1/var/lib/multiwan",
         sysctlBefore: "/srv/gw1/var/lib/multiwan/sysctl.before",
         hostRules: "/srv/gw1/var/lib/multiwan/ip.host",
+        hostRules6: "/srv/gw1/var/lib/multiwan/ip6.host",
         runDir: "/srv/gw1/run/multiwan",
         stateFile: "/srv/gw1/run/multiwan/state.json",
         variantFile: "/srv/gw1/run/multiwan/variant",
@@ -58,12 +59,30 @@ describe("manifest.json", () => {
         applyLog: "/srv/gw1/var/log/multiwan-apply.log",
       },
       units: { restore: "multiwan-restore.service", health: "multiwan-health.service" },
-      hooks: [
-        { table: "mangle", chain: "PREROUTING", target: "MWAN-PRE" },
-        { table: "mangle", chain: "OUTPUT", target: "MWAN-OUT" },
-        { table: "nat", chain: "POSTROUTING", target: "MWAN-POST" },
-      ],
-      lan: { interfaces: ["lan0"], networks: ["198.18.1.0/24"] },
+      families: [{
+        family: 4,
+        rulesFile: "iptables.rules",
+        hooksFile: "iptables.hooks",
+        batchFile: "ip.batch",
+        variantSuffix: ".rules",
+        lanNetworks: ["198.18.1.0/24"],
+        hooks: [
+          { table: "mangle", chain: "PREROUTING", target: "MWAN-PRE" },
+          { table: "mangle", chain: "OUTPUT", target: "MWAN-OUT" },
+          { table: "nat", chain: "POSTROUTING", target: "MWAN-POST" },
+        ],
+        rules: [
+          "1000: from all lookup main suppress_prefixlength 0",
+          "1100: from 203.0.113.2 lookup 101",
+          "1200: from all fwmark 0x100/0xff00 lookup 101",
+          "1201: from all fwmark 0x200/0xff00 lookup 102",
+        ],
+        routes: [
+          { table: 101, route: "default via 203.0.113.1 dev wan1" },
+          { table: 102, route: "default via 198.51.100.5 dev wan2" },
+        ],
+      }],
+      lan: { interfaces: ["lan0"], networks: ["198.18.1.0/24"], networks6: [] },
       sysctls: [
         { key: "net.ipv4.ip_forward", value: "1" },
         { key: "net.ipv4.conf.all.src_valid_mark", value: "1" },
@@ -80,7 +99,7 @@ describe("manifest.json", () => {
     for (const p of prefs) expect(p >= owned.first && p <= owned.last).toBe(true);
     expect(files["rt_tables"]).toContain(manifest.links.map((l) => `${l.table}\t${l.tableName}\n`).join(""));
     expect(Object.keys(files).filter((f) => f.startsWith("variants/")).sort()).toEqual(manifest.variants.map((v) => `variants/${v}.rules`).sort());
-    expect(files["iptables.hooks"]).toBe(manifest.hooks.map((h) => `${h.table}\t-A ${h.chain} -j ${h.target}\n`).join(""));
+    expect(files["iptables.hooks"]).toBe(manifest.families[0].hooks.map((h) => `${h.table}\t-A ${h.chain} -j ${h.target}\n`).join(""));
     expect(files["sysctl.conf"]).toContain(manifest.sysctls.map((s) => `${s.key} = ${s.value}\n`).join(""));
   });
 

@@ -57,7 +57,7 @@ describe("the rendered split, run as the kernel runs its nth counters", () => {
     const walkOfVariant = (key: string) => plan.variants.find((v) => v.key === key)!.walk;
     // What apply installs balances over every link before the daemon swaps anything.
     const mangle = new Mangle();
-    expectExact(plan, bundle, mangle, "iptables.rules", weights, plan.balance.walk);
+    expectExact(plan, bundle, mangle, "iptables.rules", weights, plan.families[0].balance.walk);
     // Then every variant, each swapped in on top of the one before, as the health daemon swaps.
     for (let mask = 1; mask < 1 << weights.length; mask++) {
       const live = weights.map((w, i) => (mask & (1 << i) ? w : 0));
@@ -86,7 +86,7 @@ describe("planGateway: the split's variants", () => {
   it("with every link down, 'all' keeps balancing over every link and 'main' marks nothing", () => {
     const all = planGateway(gatewayWithWeights([5, 3, 2], "all"));
     const none = all.variants.find((v) => v.key === "none")!;
-    expect({ chains: none.chains, walk: none.walk, carrying: none.carrying }).toEqual({ chains: all.balance.chains, walk: all.balance.walk, carrying: ["isp1", "isp2", "isp3"] });
+    expect({ chains: none.chains, walk: none.walk, carrying: none.carrying }).toEqual({ chains: all.families[0].balance.chains, walk: all.families[0].balance.walk, carrying: ["isp1", "isp2", "isp3"] });
     const main = planGateway(gatewayWithWeights([5, 3, 2], "main"));
     expect(main.variants.find((v) => v.key === "none")).toEqual({
       key: "none",
@@ -117,25 +117,25 @@ describe("planGateway: marks, tables, priorities", () => {
   });
 
   it("routes LAN and other specific main-table routes before any link table", () => {
-    expect(plan.ipRules[0]).toBe("rule add pref 1000 lookup main suppress_prefixlength 0");
+    expect(plan.families[0].ipRules[0]).toBe("rule add pref 1000 lookup main suppress_prefixlength 0");
   });
 
   it("has fwmark and from-address rules for each link, undo lines for each", () => {
-    expect(plan.ipRules).toContain("rule add pref 1200 fwmark 0x100/0xff00 lookup 101");
-    expect(plan.ipRules).toContain("rule add pref 1201 fwmark 0x200/0xff00 lookup 102");
-    expect(plan.ipRules).toContain("rule add pref 1100 from 203.0.113.2 lookup 101");
-    expect(plan.ipRules.some((r) => r.includes("lookup 102") && r.includes("from 198"))).toBe(false); // isp2 has no address
-    expect(plan.ipUndo).toEqual([...plan.ipRules.map((r) => r.replace("rule add", "rule del")), "route flush table 101", "route flush table 102"]);
+    expect(plan.families[0].ipRules).toContain("rule add pref 1200 fwmark 0x100/0xff00 lookup 101");
+    expect(plan.families[0].ipRules).toContain("rule add pref 1201 fwmark 0x200/0xff00 lookup 102");
+    expect(plan.families[0].ipRules).toContain("rule add pref 1100 from 203.0.113.2 lookup 101");
+    expect(plan.families[0].ipRules.some((r) => r.includes("lookup 102") && r.includes("from 198"))).toBe(false); // isp2 has no address
+    expect(plan.families[0].ipUndo).toEqual([...plan.families[0].ipRules.map((r) => r.replace("rule add", "rule del")), "route flush table 101", "route flush table 102"]);
   });
 
   it("routes via the gateway, or as a device route for PPP", () => {
-    expect(plan.ipRoutes).toContain("route replace default via 203.0.113.1 dev wan1 table 101");
+    expect(plan.families[0].ipRoutes).toContain("route replace default via 203.0.113.1 dev wan1 table 101");
     const ppp = planGateway(gateway((s) => ((s.gateways[0].links[1].interface = "ppp0"), delete s.gateways[0].links[1].gateway)));
-    expect(ppp.ipRoutes).toContain("route replace default dev ppp0 table 102");
+    expect(ppp.families[0].ipRoutes).toContain("route replace default dev ppp0 table 102");
   });
 
   it("SNATs to the link address, or masquerades without one", () => {
-    expect(plan.nat).toEqual([
+    expect(plan.families[0].nat).toEqual([
       { match: "-s 198.18.1.0/24 -o wan1", target: "SNAT --to-source 203.0.113.2" },
       { match: "-s 198.18.1.0/24 -o wan2", target: "MASQUERADE" },
     ]);
@@ -158,43 +158,43 @@ describe("planGateway: what is balanced", () => {
   it("never balances the LAN networks, the excluded ones, multicast or the limited broadcast", () => {
     const plan = planGateway(gateway((s) => (s.balance = { exclude: ["192.0.2.0/24"] })));
     // mDNS, SSDP and DHCP from the LAN would otherwise take slots of the split.
-    expect(plan.bypass).toEqual(["198.18.1.0/24", "192.0.2.0/24", "224.0.0.0/4", "255.255.255.255/32"]);
+    expect(plan.families[0].bypass).toEqual(["198.18.1.0/24", "192.0.2.0/24", "224.0.0.0/4", "255.255.255.255/32"]);
   });
 
   it("selects seed 2's tcp 22, 25, 80, 443", () => {
     const plan = planGateway(gateway((s) => (s.balance = { protocols: ["tcp"], ports: [22, 25, 80, 443] })));
-    expect(plan.classify).toEqual([{ match: "", target: "MWAN-SELECT" }]);
-    expect(plan.select).toEqual({ chain: "MWAN-SELECT", rules: [{ match: "-p tcp -m multiport --dports 22,25,80,443 ", target: "MWAN-BALANCE" }] });
+    expect(plan.families[0].classify).toEqual([{ match: "", target: "MWAN-SELECT" }]);
+    expect(plan.families[0].select).toEqual({ chain: "MWAN-SELECT", rules: [{ match: "-p tcp -m multiport --dports 22,25,80,443 ", target: "MWAN-BALANCE" }] });
   });
 
   it("splits long port lists into multiport's 15 slots, ranges counting twice", () => {
     const ports = [...Array.from({ length: 14 }, (_, i) => 1000 + i), "2000-2100"];
     const plan = planGateway(gateway((s) => (s.balance = { protocols: ["udp"], ports })));
-    expect(plan.select?.rules).toEqual([
+    expect(plan.families[0].select?.rules).toEqual([
       { match: `-p udp -m multiport --dports ${ports.slice(0, 14).join(",")} `, target: "MWAN-BALANCE" },
       { match: "-p udp -m multiport --dports 2000:2100 ", target: "MWAN-BALANCE" },
     ]);
   });
 
   it("ports without protocols mean tcp and udp; no selection means everything", () => {
-    expect(planGateway(gateway((s) => (s.balance = { ports: [53] }))).select?.rules).toEqual([
+    expect(planGateway(gateway((s) => (s.balance = { ports: [53] }))).families[0].select?.rules).toEqual([
       { match: "-p tcp -m multiport --dports 53 ", target: "MWAN-BALANCE" },
       { match: "-p udp -m multiport --dports 53 ", target: "MWAN-BALANCE" },
     ]);
     const all = planGateway(gateway());
-    expect([all.classify, all.select]).toEqual([[{ match: "", target: "MWAN-BALANCE" }], undefined]);
+    expect([all.families[0].classify, all.families[0].select]).toEqual([[{ match: "", target: "MWAN-BALANCE" }], undefined]);
   });
 
   it("balances gateway-originated traffic only when asked, pinning sockets bound to a link address", () => {
-    expect(planGateway(gateway()).local).toBe(false);
+    expect(planGateway(gateway()).families[0].local).toBe(false);
     const plan = planGateway(gateway((s) => (s.balance = { local: true })));
-    expect(plan.local).toBe(true);
-    expect(plan.pinnedSources).toEqual([{ address: "203.0.113.2", fwmark: "0x100/0xff00" }]);
-    expect(plan.nat).toContainEqual({ match: "-o wan2 -m addrtype --src-type LOCAL", target: "MASQUERADE" });
+    expect(plan.families[0].local).toBe(true);
+    expect(plan.families[0].pinnedSources).toEqual([{ source: "203.0.113.2/32", fwmark: "0x100/0xff00" }]);
+    expect(plan.families[0].nat).toContainEqual({ match: "-o wan2 -m addrtype --src-type LOCAL", target: "MASQUERADE" });
   });
 
   it("marks inbound connections for their link unless inbound stickiness is off", () => {
-    expect(planGateway(gateway()).inbound.map((l) => l.interface)).toEqual(["wan1", "wan2"]);
-    expect(planGateway(gateway((s) => (s.balance = { inboundSticky: false }))).inbound).toEqual([]);
+    expect(planGateway(gateway()).families[0].inbound.map((l) => l.interface)).toEqual(["wan1", "wan2"]);
+    expect(planGateway(gateway((s) => (s.balance = { inboundSticky: false }))).families[0].inbound).toEqual([]);
   });
 });
