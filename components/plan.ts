@@ -317,7 +317,9 @@ function planFamily(gw: Gateway, family: Family, links: PlannedLink[], unreachab
 
   // Matches in iptables-save's own order (-s, -d, -i, -o, then -m), so the saved chain reads as rendered.
   const translated = lanNetworks.filter((net) => !pinned.some((l) => l.prefix6 === net));
-  const masquerade = (l: PlannedLink) => (!v6 ? l.natTarget : l.nat6 === "masquerade" && l.address6 ? `SNAT --to-source ${l.address6}` : "MASQUERADE");
+  // Masquerading: to the link's given address, else the interface's (also for what a `none`
+  // link carries from other LAN networks, and the gateway's own traffic on an npt link).
+  const masquerade = (l: PlannedLink) => (!v6 ? l.natTarget : l.address6 ? `SNAT --to-source ${l.address6}` : "MASQUERADE");
   const nat = links.flatMap((l) => [
     ...translated.map((net) => ({ match: `-s ${net} -o ${l.interface}`, target: v6 && l.nat6 === "npt" ? `NETMAP --to ${l.prefix6}` : masquerade(l) })),
     // Gateway-originated traffic re-routed by its mark still carries the first route's source.

@@ -86,13 +86,13 @@ function markByteOf(manifest: Manifest): (mark: number) => number {
 /**
  * Daemon liveness (as the drift probe checks it), the daemon's state.json and the gateway's clock
  * (epoch ms, to age the state without trusting our clock), the sysctls, and open conntrack entries
- * counted per mark in one pass of `conntrack -L`: lines `MARK COUNT`. Closed TCP entries
+ * counted per mark in one pass of `conntrack -L` (both families): lines `MARK COUNT`. Closed TCP entries
  * (TIME_WAIT, CLOSE) and ICMP (the daemon's own probes, kept 30 s each) are not counted.
  */
 export function statusCommand(p: GatewayProbe): string {
   const m = readManifest(p.files);
   const count =
-    `awk '$1 == "icmp" || ($1 == "tcp" && ($4 == "TIME_WAIT" || $4 == "CLOSE")) { next } ` +
+    `awk '$1 == "icmp" || $1 == "icmpv6" || ($1 == "tcp" && ($4 == "TIME_WAIT" || $4 == "CLOSE")) { next } ` +
     `{ for (i = 4; i <= NF; i++) if ($i ~ /^mark=[0-9]+$/) { c[substr($i, 6)]++; break } } ` +
     `END { for (m in c) print m, c[m] }'`;
   return [

@@ -40,9 +40,15 @@ class Events {
   }
 }
 
-/** passive.awk of validSite with `passive`, fed `events`: its suspect lines (ticks left out). */
-function suspects(events: Events, passive: unknown = true): string[] {
-  const bundle = renderBundle(planGateway(gateway((s) => (s.gateways[0].health = { passive }))));
+/** validSite with an IPv6 LAN too: 2001:db8:10::/62 (not on a hex digit's boundary). */
+function dualStack(s: any): void {
+  s.gateways[0].lan.networks6 = ["2001:db8:10::/62"];
+  for (const [i, l] of s.gateways[0].links.entries()) Object.assign(l, { gateway6: `2001:db8:${i + 1}::1`, check: { ...l.check, targets6: ["2001:db8:5e::1"] } });
+}
+
+/** passive.awk of validSite (after `edit`) with `passive`, fed `events`: its suspect lines (ticks left out). */
+function suspects(events: Events, passive: unknown = true, edit: (s: any) => void = () => {}): string[] {
+  const bundle = renderBundle(planGateway(gateway((s) => (edit(s), (s.gateways[0].health = { passive })))));
   const dir = mkdtempSync(join(tmpdir(), "mwt-passive-"));
   try {
     writeFileSync(join(dir, "passive.awk"), bundle["passive.awk"]);
@@ -106,6 +112,21 @@ describe("passive detection's event reader", () => {
     };
     expect(inbound("198.51.100.77")).toEqual([]);
     expect(inbound("198.18.1.77")[0]).toBe("suspect 1 3"); // the same from a LAN address does count
+  });
+
+  it("counts the LAN's IPv6 connections too, as conntrack prints their addresses, and only the LAN's", () => {
+    const v6 = (src: string) => {
+      const e = new Events();
+      for (let ms = 0; ms < 3000; ms += 50) e.answer(ms + 5, e.open(ms, "isp2"));
+      for (let ms = 0; ms < 3000; ms += 10) e.open(ms, "isp1", { src, dst: "2001:db8:5e::10" });
+      e.lines.sort();
+      return suspects(e, true, dualStack);
+    };
+    expect(v6("2001:db8:10::10")[0]).toBe("suspect 1 3");
+    expect(v6("2001:db8:10:3:a:b:c:d")[0]).toBe("suspect 1 3"); // the /62's last /64
+    expect(v6("2001:db8:10:4::10")).toEqual([]); // just past it
+    expect(v6("2001:db8:a1:1::10")).toEqual([]);
+    expect(v6("::")).toEqual([]);
   });
 
   it("names no link when every link goes unanswered at once (the fault is not a link's)", () => {
