@@ -67,6 +67,45 @@ describeAsRoot("drift against a real gateway", () => {
     });
   }, 120_000);
 
+  it("checks IPv6 like IPv4 on a dual-stack gateway: in sync after an apply and a failover, each hand edit by name", async () => {
+    await withLab({ links: 2, ipv6: true }, async (lab) => {
+      const site = labSite(lab, { weights: [3, 1], health: FAST, ipv6: { nat6: "npt" } });
+      const files = await deploy(lab, site, { daemon: true });
+      await waitFor("the daemon's first state", () => healthState(lab) !== undefined, 5000);
+      expect(await driftOf(lab, site, files)).toEqual({ status: "in-sync", drift: [], variant: "isp1+isp2" });
+
+      const isp1 = lab.links[0];
+      const cases: [string, string, RegExp][] = [
+        ["delete an IPv6 rule", "ip6tables -t mangle -D MWAN-PRE -i wan2 -m conntrack --ctstate NEW -j MARK --set-xmark 0x200/0xff00",
+          /^missing ip6tables mangle MWAN-PRE: -A MWAN-PRE -i wan2 -m conntrack --ctstate NEW -j MARK --set-xmark 0x200\/0xff00$/],
+        ["delete the inbound prefix mapping", `ip6tables -t nat -D MWAN-NATPRE 1`,
+          /^missing ip6tables nat MWAN-NATPRE: -A MWAN-NATPRE -d \S+ -i wan1 -j NETMAP --to \S+$/],
+        ["delete an IPv6 policy rule", "ip -6 rule del pref 1201",
+          /^missing ip -6 rule: 1201: from all fwmark 0x200\/0xff00 lookup 102$/],
+        ["flush a link's IPv6 table", "ip -6 route flush table 101",
+          new RegExp(`^missing IPv6 route table 101: default via ${isp1.gateway6} dev wan1 metric 1024 pref medium$`)],
+        ["unhook IPv6", "ip6tables -t nat -D POSTROUTING -j MWAN-POST",
+          /^missing ip6tables nat POSTROUTING \(hooks\): -A POSTROUTING -j MWAN-POST$/],
+        ["accept all IPv6 above our hook", "ip6tables -t mangle -I PREROUTING 1 -j ACCEPT",
+          /^shadowing ip6tables mangle PREROUTING: -A PREROUTING -j ACCEPT /],
+        ["turn off IPv6 forwarding", "sysctl -q -w net.ipv6.conf.all.forwarding=0",
+          /^changed sysctl: net\.ipv6\.conf\.all\.forwarding is 0, the bundle sets 1$/],
+      ];
+      for (const [what, change, expected] of cases) {
+        await lab.sh(lab.ns.gw, change, { check: true });
+        const report = await driftOf(lab, site, files);
+        expect(report.status, what).toBe("drifted");
+        expect(report.drift.some((d) => expected.test(d)), `${what}: ${report.drift.join(" | ")}`).toBe(true);
+        await deploy(lab, site, { daemon: true });
+        expect((await driftOf(lab, site, files)).drift, `after repairing "${what}"`).toEqual([]);
+      }
+
+      await lab.breakUplink("isp1");
+      await waitFor("isp1 down", () => healthState(lab)?.variant === "isp2", 5000);
+      expect(await driftOf(lab, site, files)).toEqual({ status: "in-sync", drift: [], variant: "isp2" });
+    });
+  }, 120_000);
+
   it("accepts every variant the health daemon swaps in: a failover is not drift", async () => {
     await withLab({ links: 2 }, async (lab) => {
       const site = labSite(lab, { weights: [188, 19], health: FAST });

@@ -248,12 +248,15 @@ describe("the rest of the bundle", () => {
 });
 
 describe("the shipped examples", () => {
-  it.each(["seed-two-links", "seed-ppp-ports", "fibre-lte-backup", "two-fibres-lte", "voip-steady-line", "guest-one-line", "sticky-logins"])("%s renders as reviewed", async (example) => {
+  it.each(["seed-two-links", "seed-ppp-ports", "fibre-lte-backup", "two-fibres-lte", "voip-steady-line", "guest-one-line", "sticky-logins", "dual-stack"])("%s renders as reviewed", async (example) => {
     const site = loadSiteFile(join(__dirname, "..", "..", "examples", `Pulumi.${example}.yaml`));
     for (const gw of site.gateways) {
-      const bundle = renderBundle(planGateway(gw));
-      await expect(bundle["iptables.rules"]).toMatchFileSnapshot(`__snapshots__/${example}.${gw.name}.iptables.rules`);
-      await expect(bundle["ip.batch"]).toMatchFileSnapshot(`__snapshots__/${example}.${gw.name}.ip.batch`);
+      const plan = planGateway(gw);
+      const bundle = renderBundle(plan);
+      for (const f of plan.families) {
+        await expect(bundle[f.rulesFile]).toMatchFileSnapshot(`__snapshots__/${example}.${gw.name}.${f.rulesFile}`);
+        await expect(bundle[f.batchFile]).toMatchFileSnapshot(`__snapshots__/${example}.${gw.name}.${f.batchFile}`);
+      }
     }
   });
 });
