@@ -227,7 +227,7 @@ const linkSchema = z.strictObject({
   gateway: ipv4("gateway6").optional().describe("IPv4 next hop; omit for a device route (PPP)"),
   address: addressWithPrefix.optional().describe("IPv4 SNAT source; with `/prefix`, `gateway` is checked against that subnet; omit to MASQUERADE"),
   gateway6: ipv6("gateway", true).optional()
-    .describe("IPv6 next hop (a router's link-local fe80:: address is usual); omit for a device route (PPP); only on a gateway with `lan.networks6`"),
+    .describe("IPv6 next hop (a router's link-local fe80:: address is usual); omit for a device route (PPP). On a gateway with `lan.networks6`, a link carries IPv6 when it has `gateway6`, `address6`, `prefix6` or `nat6`; the others carry IPv4 only"),
   address6: address6WithPrefix.optional()
     .describe("the gateway's IPv6 address on the link: the NAT66 source with `nat6: masquerade` (omitted: MASQUERADE), and a `from` rule into the link's table; with `/prefix`, a global `gateway6` is checked against that subnet"),
   prefix6: prefix6("address").optional()
@@ -256,7 +256,7 @@ const linkSchema = z.strictObject({
     targets6: z.array(ipv6("targets")).min(1, "needs at least one probe target").max(8).optional()
       .describe("IPv6 addresses pinged through this link every probe round (required when the gateway has `lan.networks6`)"),
     reliability: z.number().int().min(1).default(1)
-      .describe("how many targets (of `targets` and `targets6` together) must answer for a probe round to succeed; their total: either family failing takes the link down"),
+      .describe("how many targets of each family the link probes (`targets`, `targets6`) must answer for a probe round to succeed: either family failing takes the link down"),
   }).describe("the link's health probes: only they see an upstream failure"),
 });
 
@@ -547,6 +547,9 @@ export const CROSS_FIELD_RULES = [
   "`check.reliability` is at most the number of `check.targets`.",
   "`balance.ports` only with `balance.protocols` among tcp, udp and sctp.",
   "`health.timeout` ≤ `health.interval` × `health.down`, after site and gateway settings are merged.",
+  "A gateway has `lan.networks`, `lan.networks6` or both; IPv4 fields (`gateway`, `address`, `check.targets`) only where it routes IPv4, IPv6 fields (`gateway6`, `address6`, `prefix6`, `nat6`, `check.targets6`) only where it routes IPv6, and a value of the other family is refused with the field it belongs in. Every link carries IPv4 when the gateway routes it and needs `check.targets`; a link carries IPv6 when it has one of its IPv6 fields and then needs `check.targets6`; at least one link carries IPv6 where the gateway routes it.",
+  "IPv6: `lan.networks6` do not overlap each other or `balance.exclude6`; `address6` and a global `gateway6` are outside them, `gateway6` is on `address6`'s subnet when that has a `/prefix`, no two links have the same `address6`; a probe target is no link's `address6`, outside the LAN and outside every npt link's `prefix6`.",
+  "`prefix6` only with `nat6: npt` (not overlapping the LAN; the one LAN network not numbered from a `none` link, of the same prefix length) or `nat6: none` (one of `lan.networks6`); links' prefixes do not overlap.",
   `The failover variants (one per non-empty set of live links, each with the splits of the default balancing and of every policy, whose rules depend on the weights' ratios) hold at most ${MAX_VARIANT_RULES} rules: ${MAX_LINKS} links of weight 1 fit, ${MAX_LINKS + 1} do not.`,
   `Policy names are unique on a gateway; a policy's members are links of the gateway, each once; \`whenDown\` needs \`links\`; \`match.lanInterfaces\` are LAN interfaces; \`match.ports\` only with \`match.protocols\` among tcp, udp and sctp; a policy's lists combine into at most ${MAX_POLICY_MATCHES} rules (sources × destinations × lanInterfaces × protocols × groups of 15 ports). A gateway's \`balance.policies\` replaces the site's.`,
   `The link names joined by \`+\` have at most ${MAX_LINK_NAMES_LENGTH} characters: each set of live links is a file \`variants/<names>.rules\` in the bundle, and a tar entry's name holds ${TAR_NAME_MAX} bytes.`,
@@ -612,8 +615,9 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
         problem(`links[${i}].check.targets[${t}]`, `${target} is ${owner === link ? "the link's own address" : `the address of link ${owner.name}`}: the gateway answers it itself, so the probe never tests the uplink`);
       else if (lan) problem(`links[${i}].check.targets[${t}]`, `${target} is inside LAN network ${lan}: the probe would go to the LAN, not through the link`);
     });
-    const listed = targets.length + (link.check.targets6?.length ?? 0);
-    if (link.check.reliability > listed) problem(`links[${i}].check.reliability`, `is ${link.check.reliability} but only ${listed} target(s) are listed`);
+    for (const [field, list] of [["targets", targets], ["targets6", link.check.targets6 ?? []]] as const)
+      if (list.length && link.check.reliability > list.length)
+        problem(`links[${i}].check.reliability`, `is ${link.check.reliability} but check.${field} lists only ${list.length} target(s): it counts the answers of each family`);
   });
 
   if (balance.ports && balance.protocols?.some((p) => p !== "tcp" && p !== "udp" && p !== "sctp"))
@@ -636,6 +640,10 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
   return { ...gw, lan: { ...gw.lan, networks: lanNetworks, networks6: lanNetworks6 }, links, balance, health };
 }
 
+/** On a gateway with IPv6 LAN networks, the links that carry IPv6 are those with IPv6 settings. */
+export const carriesIpv6 = (l: Pick<Link, "gateway6" | "address6" | "prefix6" | "nat6">): boolean =>
+  [l.gateway6, l.address6, l.prefix6, l.nat6].some((v) => v !== undefined);
+
 /**
  * The IPv6 side of a gateway: fields only where it routes IPv6, probes over IPv6 where it does,
  * addresses and prefixes where they can work (NPT 1:1 between prefixes of one length), LAN
@@ -657,6 +665,8 @@ function checkIpv6(gw: RawGateway, links: Link[], routes6: boolean, balance: Bal
   // What an npt link maps: the LAN's IPv6 networks but those numbered from a `none` link's prefix.
   const translated = lan6.filter((n) => !pinned.some((p) => p.network === n.subnet.network && p.prefix === n.subnet.prefix));
 
+  if (routes6 && !links.some(carriesIpv6))
+    problem("lan.networks6", "no link carries IPv6: give the links that do `gateway6` (or `nat6` for a device route)");
   links.forEach((link, i) => {
     const at = `links[${i}]`;
     if (!routes6) {
@@ -665,8 +675,13 @@ function checkIpv6(gw: RawGateway, links: Link[], routes6: boolean, balance: Bal
       if (link.check.targets6) problem(`${at}.check.targets6`, "the gateway routes no IPv6 (no `lan.networks6`): probe over IPv4 (`check.targets`)");
       return;
     }
+    if (!carriesIpv6(link)) {
+      if (link.check.targets6) problem(`${at}.check.targets6`, "the link carries no IPv6 (no `gateway6`, `address6`, `prefix6` or `nat6`): its probes would not test what it carries");
+      if (!gw.lan.networks?.length) problem(`${at}`, "carries nothing: the gateway routes IPv6 only, and this link has no `gateway6`, `address6`, `prefix6` or `nat6`");
+      return;
+    }
     if (!link.check.targets6?.length)
-      problem(`${at}.check.targets6`, "needs IPv6 probe targets: the gateway routes IPv6 (`lan.networks6`), and only a probe over IPv6 sees that family fail");
+      problem(`${at}.check.targets6`, "needs IPv6 probe targets: the link carries IPv6 (`gateway6`, `address6`, `prefix6` or `nat6`), and only a probe over IPv6 sees that family fail");
     const addr = link.address6?.split("/")[0];
     const gateway6 = link.gateway6;
     if (gateway6 && addr && parseIpv6(gateway6) === parseIpv6(addr)) problem(`${at}.gateway6`, "must differ from the link's address6");

@@ -95,7 +95,7 @@ function compareFamily(manifest: Manifest, f: ManifestFamily, files: Bundle, liv
   const wantTables = restoreTables(files[f.rulesFile] ?? "");
   // The balancing chains as one text, or undefined when one of them is not there at all.
   const balancing = (chains: Map<string, string[]>) =>
-    manifest.balanceChains.every((c) => chains.has(c)) ? manifest.balanceChains.map((c) => chains.get(c)!.join("\n")).join("\n:\n") : undefined;
+    f.balanceChains.every((c) => chains.has(c)) ? f.balanceChains.map((c) => chains.get(c)!.join("\n")).join("\n:\n") : undefined;
   const variants = manifest.variants.map((key) => ({
     key,
     rules: balancing(chainsOf(restoreTables(files[`variants/${key}${f.variantSuffix}`] ?? "").get("mangle") ?? [])),
@@ -112,7 +112,7 @@ function compareFamily(manifest: Manifest, f: ManifestFamily, files: Bundle, liv
     }
     for (const chain of new Set([...want.keys(), ...have.keys()])) {
       const haveRules = have.get(chain) ?? [];
-      if (variant && table === "mangle" && manifest.balanceChains.includes(chain)) continue;
+      if (variant && table === "mangle" && f.balanceChains.includes(chain)) continue;
       if (!want.has(chain)) drift.push(`extra ${tool} ${table}: chain ${chain}`);
       else if (!have.has(chain)) drift.push(`missing ${tool} ${table}: chain ${chain}`);
       // Hook jumps: ours must be there; other rules in built-in chains are the host's business.

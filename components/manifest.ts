@@ -32,6 +32,8 @@ export interface ManifestLink {
 /** One address family's files and what its policy rules and link routes look like live. */
 export interface ManifestFamily extends Pick<FamilyFiles, "family" | "rulesFile" | "hooksFile" | "batchFile" | "variantSuffix"> {
   lanNetworks: string[];
+  /** The mangle chains each variant fills (the splits' chains): the ones a daemon swap rewrites. */
+  balanceChains: string[];
   /** The jumps from built-in chains into ours. */
   hooks: Hook[];
   /** The planned policy rules as `ip rule show` prints them. */
@@ -57,8 +59,6 @@ export interface Manifest {
   markMask: string;
   /** Balancing variants, each in `variants/<key>.rules`. */
   variants: string[];
-  /** The mangle chains each variant fills (the splits' chains): the ones a daemon swap rewrites. */
-  balanceChains: string[];
   /** The links that take new connections in a variant (config order), where they are not its live links. */
   carrying: Record<string, string[]>;
   /** The routing table of the route to nowhere (policies that refuse when no member is up). */
@@ -100,7 +100,6 @@ export function planManifest(plan: Plan): Manifest {
     priorities: { ...plan.priorities, from: byLink((l) => l.fromPriority), fwmark: byLink((l) => l.fwmarkPriority) },
     markMask: plan.mask,
     variants: plan.variants.map((v) => v.key),
-    balanceChains: plan.balanceChains,
     carrying: Object.fromEntries(plan.variants.filter((v) => v.carryingDiffers).map((v) => [v.key, v.carrying])),
     ...(plan.unreachable ? { unreachable: { table: plan.unreachable.table, tableName: plan.unreachable.tableName } } : {}),
     paths: Object.fromEntries(Object.entries(plan.layout).map(([key, path]) => [key, under(plan.root, path)])) as Layout,
@@ -112,6 +111,7 @@ export function planManifest(plan: Plan): Manifest {
       batchFile: f.batchFile,
       variantSuffix: f.variantSuffix,
       lanNetworks: f.lanNetworks,
+      balanceChains: f.balanceChains,
       hooks: f.hooks.all,
       rules: f.shown.rules,
       routes: f.shown.routes,
@@ -135,12 +135,13 @@ export function ruleShowLine(batchLine: string): string {
 }
 
 /** The IPv4 family of a bundle from before families were recorded, from its own ip.batch. */
-function legacyFamily(files: Bundle, hooks: Hook[] | undefined, lanNetworks: string[]): ManifestFamily {
+function legacyFamily(files: Bundle, hooks: Hook[] | undefined, balanceChains: string[], lanNetworks: string[]): ManifestFamily {
   const batch = (files["ip.batch"] ?? "").split("\n");
   const { family, rulesFile, hooksFile, batchFile, variantSuffix } = FAMILIES[4];
   return {
     family, rulesFile, hooksFile, batchFile, variantSuffix,
     lanNetworks,
+    balanceChains,
     hooks: hooks ?? [],
     rules: batch.filter((l) => l.startsWith("rule add ")).map(ruleShowLine),
     routes: batch.flatMap((l) => {
@@ -189,10 +190,8 @@ export function readManifest(files: Bundle): Manifest {
   const { first, last } = m.priorities?.owned ?? {};
   if (!Number.isInteger(first) || !Number.isInteger(last)) throw invalid("priorities.owned", m.priorities?.owned);
   if (!Array.isArray(m.variants)) throw invalid("variants", m.variants);
-  m.balanceChains ??= ["MWAN-BALANCE"]; // bundles from before the split had chains of its own
-  m.carrying ??= {}; // and carried on every live link
+  m.carrying ??= {}; // bundles from before tiers carried on every live link
   if (m.unreachable !== undefined && !Number.isInteger(m.unreachable?.table)) throw invalid("unreachable", m.unreachable);
-  if (!Array.isArray(m.balanceChains) || !m.balanceChains.every((c) => typeof c === "string" && /^MWAN-[A-Z0-9-]+$/.test(c))) throw invalid("balanceChains", m.balanceChains);
   // Read by status and drift; a bundle from before they were recorded cannot be checked for them.
   if (!Array.isArray(m.sysctls) || !Number.isFinite(m.health?.interval) || !(m.health.interval > 0)) {
     throw new Error(`the pushed bundle's ${MANIFEST_FILE} lacks sysctls or health (an older multiwan pushed it): push it again (pulumi up) before checking it`);
@@ -202,13 +201,15 @@ export function readManifest(files: Bundle): Manifest {
   if (!strings(m.lan?.interfaces) || !strings(m.lan?.networks) || !m.lan.networks.every((n) => /^[0-9.]+\/[0-9]{1,2}$/.test(n))) throw invalid("lan", m.lan);
   if (!strings(m.lan.networks6) || !m.lan.networks6.every((n) => /^[0-9a-f:]+\/[0-9]{1,3}$/.test(n))) throw invalid("lan", m.lan);
   // Bundles from before IPv6 describe IPv4 only, its policy rules and routes in ip.batch alone.
-  const legacy = m as Manifest & { hooks?: Hook[] };
-  m.families ??= [legacyFamily(files, legacy.hooks, m.lan.networks)];
+  const legacy = m as Manifest & { hooks?: Hook[]; balanceChains?: string[] };
+  // (and bundles from before the split had a balancing chain of its own)
+  m.families ??= [legacyFamily(files, legacy.hooks, legacy.balanceChains ?? ["MWAN-BALANCE"], m.lan.networks)];
   if (!Array.isArray(m.families)) throw invalid("families", m.families);
   for (const f of m.families) {
     const known = FAMILIES[f?.family as Family];
     if (!known || (["rulesFile", "hooksFile", "batchFile", "variantSuffix"] as const).some((k) => f[k] !== known[k])) throw invalid("families", f);
     if (!Array.isArray(f.hooks) || f.hooks.some((h) => [h?.table, h?.chain, h?.target].some((v) => typeof v !== "string"))) throw invalid("hooks", f.hooks);
+    if (!Array.isArray(f.balanceChains) || !f.balanceChains.every((c) => typeof c === "string" && /^MWAN-[A-Z0-9-]+$/.test(c))) throw invalid("balanceChains", f.balanceChains);
     if (!strings(f.lanNetworks) || !strings(f.rules) || !Array.isArray(f.routes) || f.routes.some((r) => !Number.isInteger(r?.table) || typeof r.route !== "string")) throw invalid("families", f);
   }
   for (const s of m.sysctls) if (typeof s?.key !== "string" || !SYSCTL_KEY.test(s.key) || typeof s.value !== "string") throw invalid("sysctls", s);

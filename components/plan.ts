@@ -1,7 +1,7 @@
 // The planner: pure functions from a resolved gateway config to the view model every template
 // prints. All decisions (marks, tables, priorities, the split, variants, NAT) are made here.
 import { RESULT_TAG } from "./apply-result";
-import { PASSIVE_DEFAULTS, QUALITY_DEFAULTS, RESERVED_TABLES, type Gateway, type Health, type Link, type Policy, type Quality } from "./config";
+import { carriesIpv6, PASSIVE_DEFAULTS, QUALITY_DEFAULTS, RESERVED_TABLES, type Gateway, type Health, type Link, type Policy, type Quality } from "./config";
 import { FAMILIES, type Family, type FamilyFiles } from "./families";
 import { parseCidr } from "./ipv4";
 import { canonical6, canonicalAddress6, nibbles6 } from "./ipv6";
@@ -43,11 +43,15 @@ export interface PlannedLink {
   /** `ip rule` priorities: `from <address>` (links with an address or, in IPv6, a prefix), `fwmark`. */
   fromPriority?: number;
   fwmarkPriority: number;
-  /** Probe targets of both families, space-separated, and how many must answer. */
+  /** Probe targets, IPv4 first, space-separated; how many of each family must answer. */
   targets: string;
   reliability: number;
+  /** The daemon's figures: IPv4 targets listed, answers needed over IPv4 and over IPv6 (0: none probed). */
+  probes: { count4: number; need4: number; need6: number };
   /** The link table's IPv6 default route, where the gateway routes IPv6. */
   route6?: string;
+  /** Whether the link carries IPv6 (the gateway routes it and the link has IPv6 settings). */
+  carries6: boolean;
   /** IPv6 translation and its values, canonical: SNAT source (masquerade), the provider's prefix (npt, none). */
   nat6: "npt" | "masquerade" | "none";
   address6?: string;
@@ -105,9 +109,14 @@ export interface FamilyPlan extends FamilyFiles {
   ipUndo: string[];
   /** What `ip rule show` and `ip route show table N` print for the planned ones: drift's expectation. */
   shown: { rules: string[]; routes: { table: number; route: string }[] };
+  /** The balancing chains every variant of the family declares (one set, so a swap empties what it does not use). */
+  balanceChains: string[];
   /** Balancing with every link up: what the rules file carries. */
   balance: Variant;
-  /** One per non-empty set of live links, plus `none` (every link down): the same keys in each family. */
+  /**
+   * One per non-empty set of live links, plus `none` (every link down): the same keys in each
+   * family, each balancing over its live links that carry the family.
+   */
   variants: Variant[];
 }
 
@@ -141,9 +150,7 @@ export interface Plan {
   sysctls: { key: string; value: string }[];
   /** The split's entry chain (BALANCE_CHAIN). */
   balanceChain: string;
-  /** The balancing chains every variant declares (one set, so a swap empties what it does not use). */
-  balanceChains: string[];
-  /** The variants' keys and what each carries (the same in every family): what the daemon picks from. */
+  /** The variants' keys and what each carries (in the first family): what the daemon picks from. */
   variants: Variant[];
 }
 
@@ -228,7 +235,8 @@ function planPassive(gw: Gateway, links: PlannedLink[]): PlannedPassive | undefi
   };
 }
 
-function planLink(link: Link, position: number, quality: Quality | undefined, routes4: boolean, routes6: boolean): PlannedLink {
+function planLink(link: Link, position: number, quality: Quality | undefined, routes4: boolean, routes6Gateway: boolean): PlannedLink {
+  const routes6 = routes6Gateway && carriesIpv6(link);
   const address = link.address?.split("/")[0];
   const address6 = link.address6 && canonicalAddress6(link.address6.split("/")[0]);
   const route6 = `default ${link.gateway6 ? `via ${canonicalAddress6(link.gateway6)} ` : ""}dev ${link.interface} table ${link.table}`;
@@ -251,9 +259,15 @@ function planLink(link: Link, position: number, quality: Quality | undefined, ro
     fwmarkPriority: PRIORITY.fwmark + position,
     targets: [...(link.check.targets ?? []), ...(link.check.targets6 ?? []).map(canonicalAddress6)].join(" "),
     reliability: link.check.reliability,
+    probes: {
+      count4: link.check.targets?.length ?? 0,
+      need4: link.check.targets?.length ? link.check.reliability : 0,
+      need6: link.check.targets6?.length ? link.check.reliability : 0,
+    },
     address,
     natTarget: address ? `SNAT --to-source ${address}` : "MASQUERADE",
     ...(routes6 ? { route6 } : {}),
+    carries6: routes6,
     nat6: link.nat6 ?? "masquerade",
     ...(address6 ? { address6 } : {}),
     ...(link.prefix6 ? { prefix6: canonical6(link.prefix6) } : {}),
@@ -296,17 +310,36 @@ const NOT_FOR_UPLINKS: Record<Family, string[]> = { 4: ["224.0.0.0/4", "255.255.
 /** `ip route show table N` prints an IPv6 route with its default metric and preference. */
 const shownRoute = (route: string, family: Family) => (family === 4 ? route : `${route.startsWith("prohibit ") ? `${route} dev lo` : route} metric 1024 pref medium`);
 
+/**
+ * The variants of a family that only some links carry, under every link's keys: live links that
+ * carry the family take its new connections; none of them live is that family's `none`.
+ */
+function everyKey(allLinks: PlannedLink[], own: Variant[], links: PlannedLink[]): Variant[] {
+  const byKey = new Map(own.map((v) => [v.key, v]));
+  // planVariants' order: each non-empty subset by its bit mask over the links, then none.
+  const sets = Array.from({ length: (1 << allLinks.length) - 1 }, (_, i) => allLinks.filter((_, k) => (i + 1) & (1 << k)).map((l) => l.name));
+  const keys = [...sets.map((live) => ({ key: live.join("+"), live })), { key: "none", live: [] as string[] }];
+  return keys.map(({ key, live }) => {
+    const mine = live.filter((name) => links.some((l) => l.name === name));
+    return { ...byKey.get(key === "none" || !mine.length ? "none" : mine.join("+"))!, key, live };
+  });
+}
+
 /** Everything the gateway's rules, policy rules and routes hold in one family. */
-function planFamily(gw: Gateway, family: Family, links: PlannedLink[], unreachable: Plan["unreachable"]): FamilyPlan {
+function planFamily(gw: Gateway, family: Family, allLinks: PlannedLink[], unreachable: Plan["unreachable"]): FamilyPlan {
   const { balance } = gw;
   const v6 = family === 6;
+  // The links of this family; the variants keep every link's key (the daemon knows one live set).
+  const links = v6 ? allLinks.filter((l) => l.carries6) : allLinks;
   const lanNetworks = v6 ? gw.lan.networks6.map(canonical6) : gw.lan.networks;
   // What the default balancing takes: everything, or (balance.protocols/ports) what MWAN-SELECT
   // passes on; a policy that falls back with no member up goes there too.
   const selection = planSelect(balance.protocols, balance.ports, family);
   const select = selection.join() === "" ? undefined : { chain: SELECT_CHAIN, rules: selection.map((match) => ({ match, target: BALANCE_CHAIN })) };
   const defaultEntry = select ? SELECT_CHAIN : BALANCE_CHAIN;
-  const variants = planVariants(links, balance.policies, balance.lastResort, defaultEntry, unreachable?.fwmark, family);
+  const policies = links === allLinks ? balance.policies : balance.policies.map((p) => (p.members ? { ...p, members: p.members.filter((m) => links.some((l) => l.name === m.link)) } : p));
+  const own = planVariants(links, policies, balance.lastResort, defaultEntry, unreachable?.fwmark, family);
+  const variants = links === allLinks ? own : everyKey(allLinks, own, links);
   // A LAN network numbered from a provider (nat6 none) can only leave through that provider's link.
   const pinned = v6 ? links.filter((l) => l.nat6 === "none" && l.prefix6) : [];
   const classify = [
@@ -370,6 +403,7 @@ function planFamily(gw: Gateway, family: Family, links: PlannedLink[], unreachab
     ipRoutes,
     ipUndo,
     shown: { rules: ipRules.map(ruleShowLine), routes: routes.map((r) => ({ table: r.table, route: shownRoute(r.route, family) })) },
+    balanceChains: own[0].chains.map((c) => c.name),
     balance: variants[variants.length - 2],
     variants,
   };
@@ -416,7 +450,6 @@ export function planGateway(gw: Gateway): Plan {
       ...(routes6 ? [{ key: "net.ipv6.conf.all.forwarding", value: "1" }] : []),
     ],
     balanceChain: BALANCE_CHAIN,
-    balanceChains: families[0].variants[0].chains.map((c) => c.name),
     variants: families[0].variants,
   };
 }

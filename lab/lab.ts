@@ -214,21 +214,26 @@ export class Lab {
 
   /**
    * Upstream failure: the ISP router drops everything it would forward, both ways (IPv6 too in a
-   * dual-stack lab). The gateway's interface stays up and the ISP router still answers on its own
-   * addresses.
+   * dual-stack lab; `family` breaks one of them only). The gateway's interface stays up and the ISP
+   * router still answers on its own addresses.
    */
-  async breakUplink(link: string): Promise<void> {
+  async breakUplink(link: string, o: { family?: 4 | 6 } = {}): Promise<void> {
     const ns = this.ispNs(link);
-    if (this.broken.has(link)) return;
-    await Promise.all(this.iptablesCommands().map((cmd) => run(nsArgv(ns, [cmd, "-I", "FORWARD", "1", ...BROKEN_RULE]), { check: true })));
-    this.broken.add(link);
+    const todo = this.iptablesCommands(o.family).filter((cmd) => !this.broken.has(`${link} ${cmd}`));
+    await Promise.all(todo.map(async (cmd) => {
+      await run(nsArgv(ns, [cmd, "-I", "FORWARD", "1", ...BROKEN_RULE]), { check: true });
+      this.broken.add(`${link} ${cmd}`);
+    }));
   }
 
-  async restoreUplink(link: string): Promise<void> {
+  /** Undoes breakUplink (of `family` only, if given). */
+  async restoreUplink(link: string, o: { family?: 4 | 6 } = {}): Promise<void> {
     const ns = this.ispNs(link);
-    if (!this.broken.has(link)) return;
-    await Promise.all(this.iptablesCommands().map((cmd) => run(nsArgv(ns, [cmd, "-D", "FORWARD", ...BROKEN_RULE]), { check: true })));
-    this.broken.delete(link);
+    const todo = this.iptablesCommands(o.family).filter((cmd) => this.broken.has(`${link} ${cmd}`));
+    await Promise.all(todo.map(async (cmd) => {
+      await run(nsArgv(ns, [cmd, "-D", "FORWARD", ...BROKEN_RULE]), { check: true });
+      this.broken.delete(`${link} ${cmd}`);
+    }));
   }
 
   /**
@@ -425,7 +430,10 @@ export class Lab {
     if (waiting.length) throw new Error(`lab ${this.prefix}: links not up after 3 s: ${waiting.join(" ")}`);
   }
 
-  private iptablesCommands(): string[] {
+  /** The iptables commands of the lab's families, or of `family` only. */
+  private iptablesCommands(family?: 4 | 6): string[] {
+    if (family === 6 && !this.ipv6) throw new Error(`lab ${this.prefix} is not dual-stack`);
+    if (family) return [family === 6 ? "ip6tables" : "iptables"];
     return this.ipv6 ? ["iptables", "ip6tables"] : ["iptables"];
   }
 

@@ -147,7 +147,55 @@ describeAsRoot("dual stack, nat6 none", () => {
   }, 60_000);
 });
 
+describeAsRoot("dual stack, main table and next hops", () => {
+  it("sends balance.exclude6 destinations through the main table only, and balances over link-local (fe80::) next hops that the probes find alive", async () => {
+    await withLab({ links: 2, ipv6: true }, async (lab) => {
+      const excluded = lab.serverAddresses6.secondary;
+      await deploy(lab, labSite(lab, {
+        weights: [1, 3], health: DEFAULTS, balance: { exclude6: [`${excluded}/128`] }, ipv6: { nat6: "masquerade", nextHop: "link-local" },
+      }), { daemon: true });
+      await allCarrying(lab);
+      const toExcluded = await lab.openConnections(200, { family: 6, dst: excluded });
+      const toBalanced = await lab.openConnections(400, { family: 6 });
+      const status = healthState(lab)!.links.map((l) => `${l.name} ${l.status}`).join(", ");
+      console.log(`exclude6: ${split(lab, toExcluded)} to ${excluded} (${failures(toExcluded).length} failed); balanced over fe80:: next hops: ${split(lab, toBalanced)} (${failures(toBalanced).length} failed); links ${status}`);
+      expect(toExcluded.every((r) => r.ok && r.link === "isp1")).toBe(true); // the main table's default: link 1
+      expect(failures(toBalanced)).toEqual([]);
+      expect(lab.shares(toBalanced)).toEqual({ isp1: 0.25, isp2: 0.75 });
+      expect(healthState(lab)!.links.map((l) => l.status)).toEqual(["up", "up"]);
+    });
+  }, 60_000);
+});
+
 describeAsRoot("dual stack failover", () => {
+  it("with reliability counting both families, IPv6 failing alone upstream takes link 1 down, and both families go on over link 2", async () => {
+    await withLab({ links: 2, ipv6: true }, async (lab) => {
+      const check = { targets: [lab.serverAddresses.probe], targets6: [lab.serverAddresses6.probe], reliability: 2 };
+      await deploy(lab, labSite(lab, {
+        weights: [1, 1], health: { ...DEFAULTS, flushConntrack: true }, ipv6: { nat6: "npt" }, links: [{ check }, { check }],
+      }), { daemon: true });
+      await allCarrying(lab);
+      const breakAt = Date.now();
+      await lab.breakUplink("isp1", { family: 6 });
+      const isp1 = () => healthState(lab)?.links.find((l) => l.name === "isp1");
+      await waitFor("isp1 down", () => isp1()?.status === "down", 6000);
+      const downAfterMs = isp1()!.since - breakAt;
+      const [v6, v4] = await Promise.all([lab.openConnections(200, { family: 6 }), lab.openConnections(200)]);
+      await lab.restoreUplink("isp1", { family: 6 });
+      const backMs = await waitFor("isp1 back", () => isp1()?.status === "up", 10_000);
+      await allCarrying(lab);
+      const after = await lab.openConnections(200, { family: 6 });
+      console.log(`IPv6 alone broken: isp1 down ${downAfterMs} ms after the break; then IPv6 ${split(lab, v6)} (${failures(v6).length} failed), IPv4 ${split(lab, v4)} (${failures(v4).length} failed); ` +
+        `up again ${backMs} ms after the restore, then IPv6 ${split(lab, after)} (${failures(after).length} failed)`);
+      expect(downAfterMs).toBeLessThanOrEqual(3000);
+      expect(v6.every((r) => r.ok && r.link === "isp2")).toBe(true);
+      expect(v4.every((r) => r.ok && r.link === "isp2")).toBe(true);
+      expect(failures(after)).toEqual([]);
+      expect(lab.shares(after)).toEqual({ isp1: 0.5, isp2: 0.5 });
+    });
+  }, 60_000);
+
+
   it("when link 1 breaks upstream, patient IPv6 and IPv4 clients lose no connection, and no IPv6 LAN connection keeps link 1's mark", async () => {
     await withLab({ links: 2, ipv6: true }, async (lab) => {
       await deploy(lab, labSite(lab, { weights: [1, 1], health: { ...DEFAULTS, flushConntrack: true }, ipv6: { nat6: "npt" } }), { daemon: true });

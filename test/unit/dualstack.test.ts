@@ -1,10 +1,14 @@
 // IPv6 next to IPv4: the config's family checks, and the plan and files of each family.
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseSite } from "../../components/config";
 import { canonical6, formatIpv6, parseCidr6, parseIpv6 } from "../../components/ipv6";
 import { planGateway } from "../../components/plan";
 import { renderBundle } from "../../components/render";
 import { gateway, validSite } from "./fixtures";
+import { healthFunctions } from "./health-sh";
 
 const gw = (s: any) => s.gateways[0];
 const link = (s: any, i: number) => s.gateways[0].links[i];
@@ -81,7 +85,15 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
   ["IPv6 fields on an IPv4-only gateway", (s) => delete gw(s).lan.networks6, "gateways[0].links[0].gateway6", /routes no IPv6/],
   ["IPv4 fields on an IPv6-only gateway", (s) => delete gw(s).lan.networks, "gateways[0].links[0].gateway", /routes no IPv4/],
   ["no LAN network of either family", (s) => { delete gw(s).lan.networks; delete gw(s).lan.networks6; }, "gateways[0].lan.networks", /needs at least one LAN network/],
-  ["reliability over both lists", (s) => (link(s, 0).check.reliability = 3), "gateways[0].links[0].check.reliability", /only 2 target\(s\)/],
+  ["no link carrying IPv6", (s) => { for (const l of gw(s).links) { for (const k of ["gateway6", "address6", "prefix6", "nat6"]) delete l[k]; delete l.check.targets6; } }, "gateways[0].lan.networks6", /no link carries IPv6/],
+  ["IPv6 probes on a link without IPv6", (s) => { for (const k of ["gateway6", "address6"]) delete link(s, 1)[k]; }, "gateways[0].links[1].check.targets6", /the link carries no IPv6/],
+  ["a link carrying nothing on an IPv6-only gateway", (s) => {
+    delete gw(s).lan.networks;
+    for (const l of gw(s).links) { delete l.gateway; delete l.address; delete l.check.targets; }
+    for (const k of ["gateway6", "address6"]) delete link(s, 1)[k];
+    delete link(s, 1).check.targets6;
+  }, "gateways[0].links[1]", /carries nothing/],
+  ["reliability above a family's list", (s) => (link(s, 0).check.reliability = 2), "gateways[0].links[0].check.reliability", /check.targets lists only 1 target\(s\): it counts the answers of each family/],
 ];
 
 describe("dual-stack config rejects bad input, naming the field", () => {
@@ -176,6 +188,23 @@ describe("the IPv6 plan", () => {
     expect(b["variants/isp1+isp2.rules6"]).toContain("-A MWAN-BALANCE-P1 -s ::3/::3 -g MWAN-MARK-2\n");
   });
 
+  it("balances IPv6 over the links that carry it only (a backup line without IPv6), under every link's variant keys", () => {
+    const p = planGateway(dual((s) => {
+      for (const k of ["gateway6", "address6"]) delete link(s, 1)[k];
+      delete link(s, 1).check.targets6;
+    }));
+    const [v4, v6] = p.families;
+    expect(v6.variants.map((v) => v.key)).toEqual(v4.variants.map((v) => v.key));
+    const rules = (v: typeof v6.variants[number]) => v.chains.flatMap((c) => c.rules.map((r) => `${c.name} ${r.match}${r.target}`));
+    // Both live: IPv4 splits 3:1, IPv6 all to isp1; isp1 down: IPv6 has no live link (its `none`, the last resort: isp1).
+    expect(rules(v4.variants.find((v) => v.key === "isp1+isp2")!)).toContain("MWAN-BALANCE -m statistic --mode nth --every 4 --packet 0 -g MWAN-MARK-2");
+    expect(rules(v6.variants.find((v) => v.key === "isp1+isp2")!)).toEqual(["MWAN-BALANCE -j MARK --set-xmark 0x100/0xff00"]);
+    expect(rules(v6.variants.find((v) => v.key === "isp2")!)).toEqual(["MWAN-BALANCE -j MARK --set-xmark 0x100/0xff00"]);
+    expect(v6.nat.map((n) => n.match)).toEqual(["-s 2001:db8:10::/64 -o wan1"]);
+    expect(v6.ipRoutes).toEqual(["route replace default via fe80::1 dev wan1 table 101"]);
+    expect(renderBundle(p)["health.sh"]).toContain('targets="192.0.2.1" count4=1 need4=1 need6=0 need=1 route="default via 198.51.100.5 dev wan2 table 102" route6=""');
+  });
+
   it("an IPv6-only gateway has no IPv4 files, routes or sysctls", () => {
     const p = planGateway(dual((s) => {
       delete gw(s).lan.networks;
@@ -187,5 +216,29 @@ describe("the IPv6 plan", () => {
     expect(p.sysctls).toEqual([{ key: "net.ipv6.conf.all.forwarding", value: "1" }]);
     expect(b["health.sh"]).toContain('route="" route6="default via fe80::1 dev wan1 table 101"');
     expect(b["health.sh"]).toContain('targets="2001:db8:5e::1"');
+  });
+});
+
+describe("probing a dual-stack link", () => {
+  /** isp1's status after 3 probe rounds (down after 3 failed) with a ping that answers `answers`, and its first round's file. */
+  function afterRounds(answers: "both" | "ipv4"): string[] {
+    const dir = mkdtempSync(join(tmpdir(), "mwt-dual-"));
+    try {
+      writeFileSync(join(dir, "ping"), `#!/bin/sh\nfor a; do target=$a; done\ncase $target in *:*) [ ${answers} = both ] || exit 1 ;; esac\necho 'rtt min/avg/max/mdev = 1.000/1.000/1.000/0.000 ms'\n`);
+      chmodSync(join(dir, "ping"), 0o755);
+      const out = healthFunctions(renderBundle(planGateway(dual())), [
+        'rounds=$probes/test; mkdir -p "$linkstate" "$rounds"; enter_round 0',
+        "for n in 0 1 2; do probe_round 1 $n; collect 1 || changed=''; done 2>/dev/null",
+        'load_state 1; echo "$status"; cat "$rounds/b0/1.0"',
+      ].join("\n"), { root: join(dir, "root"), bin: dir });
+      return out.trim().split("\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it("takes it down when only its IPv6 targets go unanswered: reliability counts each family", () => {
+    expect(afterRounds("both")).toEqual(["up", "2 2 2000 1"]);
+    expect(afterRounds("ipv4")).toEqual(["down", "1 2 1000 0"]);
   });
 });

@@ -77,7 +77,7 @@ esac
     chmodSync(join(bin, "ping"), 0o755);
     const out = healthFunctions(bundle, 'rounds=$probes/test; mkdir -p "$rounds"; enter_round 0; probe_round 1 7; cat "$rounds/b0/1.7"; ls -A "$rounds/b0"', { root: freshRoot(), bin });
     // answered, sent, µs summed; the summaries stay in the round's block until the block goes
-    expect(out).toBe("1 2 912345\n1.7\n1.7.p1\n1.7.p2\n");
+    expect(out).toBe("1 2 912345 0\n1.7\n1.7.p1\n1.7.p2\n");
   });
 });
 

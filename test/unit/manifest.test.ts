@@ -31,7 +31,6 @@ describe("manifest.json", () => {
       priorities: { owned: { first: 1000, last: 1299 }, suppressMain: 1000, from: { isp1: 1100 }, fwmark: { isp1: 1200, isp2: 1201 } },
       markMask: "0xff00",
       variants: ["isp1", "isp2", "isp1+isp2", "none"],
-      balanceChains: ["MWAN-BALANCE"],
       // Only where the links carrying differ from the variant's live links. lastResort "all": with
       // every link down, balancing goes on over all of them.
       carrying: { none: ["isp1", "isp2"] },
@@ -66,6 +65,7 @@ describe("manifest.json", () => {
         batchFile: "ip.batch",
         variantSuffix: ".rules",
         lanNetworks: ["198.18.1.0/24"],
+        balanceChains: ["MWAN-BALANCE"],
         hooks: [
           { table: "mangle", chain: "PREROUTING", target: "MWAN-PRE" },
           { table: "mangle", chain: "OUTPUT", target: "MWAN-OUT" },

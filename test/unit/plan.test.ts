@@ -79,8 +79,8 @@ describe("the rendered split, run as the kernel runs its nth counters", () => {
 describe("planGateway: the split's variants", () => {
   it("every variant declares the plan's whole chain set, so a swap empties the chains it does not use", () => {
     const plan = planGateway(gatewayWithWeights([5, 3, 2]));
-    expect(plan.balanceChains).toEqual(["MWAN-BALANCE", "MWAN-BALANCE-1"]);
-    for (const v of plan.variants) expect(v.chains.map((c) => c.name), v.key).toEqual(plan.balanceChains);
+    expect(plan.families[0].balanceChains).toEqual(["MWAN-BALANCE", "MWAN-BALANCE-1"]);
+    for (const v of plan.variants) expect(v.chains.map((c) => c.name), v.key).toEqual(plan.families[0].balanceChains);
   });
 
   it("with every link down, 'all' keeps balancing over every link and 'main' marks nothing", () => {
@@ -91,7 +91,7 @@ describe("planGateway: the split's variants", () => {
     expect(main.variants.find((v) => v.key === "none")).toEqual({
       key: "none",
       live: [],
-      chains: main.balanceChains.map((name) => ({ name, rules: [] })),
+      chains: main.families[0].balanceChains.map((name) => ({ name, rules: [] })),
       walk: { worst: 0, mean: 0 },
       carrying: [],
       carryingDiffers: false,

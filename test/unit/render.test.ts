@@ -195,9 +195,9 @@ describe("the rest of the bundle", () => {
     const h = b["health.sh"];
     // Each link's quality limits in µs and ‰; isp1 has none (window 0, nothing checked).
     expect(h).toContain(
-      '  1) name=isp1 iface=wan1 mark=256 targets="192.0.2.1 198.51.100.1" need=2 route="default via 203.0.113.1 dev wan1 table 101" route6=""\n' +
+      '  1) name=isp1 iface=wan1 mark=256 targets="192.0.2.1 198.51.100.1" count4=2 need4=2 need6=0 need=2 route="default via 203.0.113.1 dev wan1 table 101" route6=""\n' +
         "    qwin=0 qlat=0 qloss=-1 qrlat=0 qrloss=-1 qflush=false ;;\n" +
-        '  2) name=isp2 iface=wan2 mark=512 targets="192.0.2.1" need=1 route="default via 198.51.100.5 dev wan2 table 102" route6=""\n' +
+        '  2) name=isp2 iface=wan2 mark=512 targets="192.0.2.1" count4=1 need4=1 need6=0 need=1 route="default via 198.51.100.5 dev wan2 table 102" route6=""\n' +
         "    qwin=5 qlat=200000 qloss=200 qrlat=160000 qrloss=100 qflush=true ;;\n",
     );
     for (const line of ["interval=0.2", "timeout=0.5", "down_after=4", "up_after=6", "flush_conntrack=false", "mask=65280", 'links="1 2 "', 'metrics="$root/srv/metrics/gw1.prom"']) {
