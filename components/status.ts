@@ -60,6 +60,7 @@ const PASSIVE_STATES: readonly string[] = ["watching", "stopped", "unavailable",
 const SYSCTL_EFFECTS: Record<string, string> = {
   "net.ipv4.ip_forward": "the LAN is offline (the gateway forwards nothing)",
   "net.ipv4.conf.all.src_valid_mark": "rp_filter checks replies without their mark and may drop every reply on a non-default link",
+  "net.ipv6.conf.all.forwarding": "the LAN's IPv6 is offline (the gateway forwards no IPv6)",
 };
 
 /**

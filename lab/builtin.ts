@@ -1,5 +1,5 @@
 // The built-in lab (`sudo scripts/lab.sh`): two gateways in network namespaces (hq: three uplinks
-// 5:3:2, branch: two uplinks 3:1), each with ISP routers, a LAN client, an "internet" server and a
+// 5:3:2, branch: two uplinks 3:1 and dual stack, its IPv6 LAN mapped onto each link's prefix), each with ISP routers, a LAN client, an "internet" server and a
 // real sshd on a management port; deployed by the real `pulumi up` through the Gateway component,
 // then measured: shares of real connections, and a failover timeline. Everything lives in
 // namespaces named mwl-* and in one directory, which `scripts/lab.sh down` removes.
@@ -17,16 +17,16 @@ import { runFailover } from "./failover";
 import { run } from "./exec";
 import { createLab, namespaces, removeNamespaces, type Lab } from "./lab";
 import { managePort, type ManagedGateway } from "./managed";
-import { managedGateway } from "./site";
+import { managedGateway, type LabGateway6 } from "./site";
 import { clientKey } from "./sshd";
 import { timelineTable } from "./timeline";
 
 const REPO = resolve(__dirname, "..");
 const PREFIX = "mwl-";
 const STACK = "lab";
-const GATEWAYS = [
+const GATEWAYS: { name: string; weights: number[]; ipv6?: LabGateway6 }[] = [
   { name: "hq", weights: [5, 3, 2] },
-  { name: "branch", weights: [3, 1] },
+  { name: "branch", weights: [3, 1], ipv6: { nat6: "npt" } },
 ];
 /** sshd's privilege separation directory: removed on `down` only if the lab created it. */
 const SSHD_RUN = "/run/sshd";
@@ -55,12 +55,13 @@ function writeProject(dir: string): string {
   return project;
 }
 
-async function measureShares(name: string, weights: number[], lab: Lab, say: (s: string) => void) {
-  const results = await lab.openConnections(1000, { concurrency: 20 });
+async function measureShares(name: string, weights: number[], lab: Lab, say: (s: string) => void, family: 4 | 6 = 4) {
+  const results = await lab.openConnections(1000, { concurrency: 20, family });
   const shares = lab.shares(results);
   const total = weights.reduce((a, b) => a + b, 0);
-  say(`${name}: 1000 new connections from the LAN, ${results.filter((r) => !r.ok).length} failed`);
-  lab.links.forEach((l, i) => say(`  ${l.name}  weight ${weights[i]}  expected ${pct(weights[i] / total)}  measured ${pct(shares[l.name])}`));
+  const v6 = family === 6 ? " IPv6" : "";
+  say(`${name}: 1000 new${v6} connections from the LAN, ${results.filter((r) => !r.ok).length} failed`);
+  lab.links.forEach((l, i) => say(`  ${l.name}  weight ${weights[i]}  expected ${pct(weights[i] / total)}  measured ${pct(shares[l.name])}${v6 && "  (IPv6)"}`));
 }
 
 export async function labUp(dir: string, say: (s: string) => void = console.log): Promise<void> {
@@ -78,12 +79,12 @@ export async function labUp(dir: string, say: (s: string) => void = console.log)
   const gws: ManagedGateway[] = [];
   try {
     for (const [k, g] of GATEWAYS.entries()) {
-      const lab = await createLab({ links: g.weights.length, prefix: `${PREFIX}${g.name}`, parent: dir });
+      const lab = await createLab({ links: g.weights.length, prefix: `${PREFIX}${g.name}`, parent: dir, ipv6: g.ipv6 !== undefined });
       gws.push(await managePort(lab, k, key, { net: "198.18.203", hostIf: `${PREFIX}${g.name}`, parent: dir, detach: true }));
       say(`  ${g.name}: ${g.weights.length} uplinks, weights ${g.weights.join(":")}, sshd on ${gws[k].address}`);
     }
     const project = writeProject(dir);
-    const site = { gateways: GATEWAYS.map((g, i) => managedGateway(gws[i], g.name, g.weights)) };
+    const site = { gateways: GATEWAYS.map((g, i) => managedGateway(gws[i], g.name, g.weights, {}, g.ipv6)) };
     initSiteStack(project, STACK, site, key.privateKey);
 
     say("\npulumi up (stack lab, through the Gateway component, over SSH):");
@@ -93,7 +94,10 @@ export async function labUp(dir: string, say: (s: string) => void = console.log)
     await new Promise((r) => setTimeout(r, 1500)); // the health daemons' first rounds
 
     say("\nshares of new connections:");
-    for (const [i, g] of GATEWAYS.entries()) await measureShares(g.name, g.weights, gws[i].lab, say);
+    for (const [i, g] of GATEWAYS.entries()) {
+      await measureShares(g.name, g.weights, gws[i].lab, say);
+      if (g.ipv6) await measureShares(g.name, g.weights, gws[i].lab, say, 6);
+    }
 
     const hq = gws[0].lab;
     // What `multiwan status` shows while hq's LAN holds 20 open connections.

@@ -53,7 +53,7 @@ export function labGateway(lab: Lab, name: string, connection: Record<string, un
   };
 }
 
-/** A gateway reached over its real sshd, host key pinned; `connection` adds e.g. rollbackAfter. */
-export function managedGateway(g: ManagedGateway, name: string, weights: number[], connection: Record<string, unknown> = {}) {
-  return labGateway(g.lab, name, { host: g.address, hostKey: g.sshd.hostKey, ...connection }, weights);
+/** A gateway reached over its real sshd, host key pinned; `connection` adds e.g. rollbackAfter; `ipv6`: dual stack. */
+export function managedGateway(g: ManagedGateway, name: string, weights: number[], connection: Record<string, unknown> = {}, ipv6?: LabGateway6) {
+  return labGateway(g.lab, name, { host: g.address, hostKey: g.sshd.hostKey, ...connection }, weights, ipv6);
 }

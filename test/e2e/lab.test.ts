@@ -60,6 +60,10 @@ describeWithHosts(["pulumi-language-nodejs"], "the built-in lab", () => {
         "isp2 25.0 25.0",
       ]);
       expect(up.stdout).toMatch(/^hq: 1000 new connections from the LAN, 0 failed$/m);
+      // branch is dual stack: its IPv6 connections split 3:1 too.
+      expect(up.stdout).toMatch(/^branch: 1000 new IPv6 connections from the LAN, 0 failed$/m);
+      expect([...up.stdout.matchAll(/^\s+(isp\d)\s+weight \d+\s+expected ([\d.]+) %\s+measured ([\d.]+) %  \(IPv6\)$/gm)].map((m) => `${m[1]} ${m[2]} ${m[3]}`))
+        .toEqual(["isp1 75.0 75.0", "isp2 25.0 25.0"]);
       // `multiwan status` over SSH while hq's LAN holds 20 connections: 10 / 6 / 4 by conntrack.
       for (const [link, conns, share] of [["isp1", 10, "50.0"], ["isp2", 6, "30.0"], ["isp3", 4, "20.0"]]) {
         expect(up.stdout).toMatch(new RegExp(`^lab\\s+hq\\s+${link}\\s+1\\s+up\\s+yes\\s+.*\\s${conns}\\s+${share} %$`, "m"));
