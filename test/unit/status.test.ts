@@ -55,6 +55,9 @@ const CONNTRACK = [
   "tcp      6 100 TIME_WAIT src=198.18.1.10 dst=192.0.2.10 sport=39999 dport=80 src=192.0.2.10 dst=203.0.113.2 sport=80 dport=39999 [ASSURED] mark=256 use=1",
   "udp      17 29 src=198.18.1.10 dst=192.0.2.10 sport=5000 dport=5001 src=192.0.2.10 dst=198.51.100.6 sport=5001 dport=5000 mark=512 use=1",
   "icmp     1 29 src=203.0.113.2 dst=192.0.2.1 type=8 code=0 id=7 src=192.0.2.1 dst=203.0.113.2 type=0 code=0 id=7 mark=256 use=1",
+  // conntrack -L lists both families: an IPv6 connection counts, an IPv6 probe does not.
+  "tcp      6 431999 ESTABLISHED src=2001:db8:10::10 dst=2001:db8:5e::10 sport=40003 dport=443 src=2001:db8:5e::10 dst=2001:db8:b2:2::10 sport=443 dport=40003 [ASSURED] mark=512 use=1",
+  "icmpv6   58 29 src=2001:db8:1::2 dst=2001:db8:5e::1 type=128 code=0 id=8 src=2001:db8:5e::1 dst=2001:db8:1::2 type=129 code=0 id=8 mark=256 use=1",
   "tcp      6 7200 ESTABLISHED src=198.18.200.1 dst=198.18.200.2 sport=50000 dport=22 src=198.18.200.2 dst=198.18.200.1 sport=22 dport=50000 [ASSURED] mark=0 use=1",
 ].join("\n");
 
@@ -95,11 +98,11 @@ describe("status command and parsing", () => {
       // Nothing watches the links: their last states are not reported as the links' states now.
       // The variant in place (isp1) still decides which link new connections take.
       links: [
-        { name: "isp1", status: "unknown", since: new Date(T0), connections: 3, share: 0.75, tier: 1, carrying: true, transitions: 4 },
+        { name: "isp1", status: "unknown", since: new Date(T0), connections: 3, share: 0.6, tier: 1, carrying: true, transitions: 4 },
         // A state without the count (a daemon from before it): not known, not 0.
-        { name: "isp2", status: "unknown", since: new Date(T0 + 280_000), connections: 1, share: 0.25, tier: 1, carrying: false, transitions: null },
+        { name: "isp2", status: "unknown", since: new Date(T0 + 280_000), connections: 2, share: 0.4, tier: 1, carrying: false, transitions: null },
       ],
-      total: 4,
+      total: 5,
       other: 1,
       stateAgeMs: expect.any(Number), // the gateway's clock (here: this machine's) against the state's stamp
       problems: [],
