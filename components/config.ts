@@ -9,7 +9,7 @@ import { splitRuleCount } from "./split";
 import { stickyRuleCount } from "./sticky";
 import { carrying, carryingWeights } from "./tiers";
 import { TAR_NAME_MAX } from "./tar";
-import { LONGEST_VARIANT_SUFFIX } from "./families";
+import { FAMILIES } from "./families";
 import { HOST_KEY_LINE, hostKeyProblem } from "./host-key";
 
 /** Bad config: every problem at once, each with its field path. */
@@ -179,9 +179,10 @@ export const MAX_LINKS = (() => {
 const LINK_COUNT = `needs 2 to ${MAX_LINKS} links (the failover variants of ${MAX_LINKS + 1} exceed the budget of ${MAX_VARIANT_RULES} rules)`;
 // render.ts names each variant's file `variants/<key>.rules` (`.rules6` for IPv6), the key being the live links' names
 // joined by `+`; the push carries files as ustar entries, whose names hold TAR_NAME_MAX bytes.
-const VARIANT_FILE = (key: string) => `variants/${key}${LONGEST_VARIANT_SUFFIX}`;
-/** Characters the link names may have together, joined by `+`, so every variant file name fits. */
-export const MAX_LINK_NAMES_LENGTH = TAR_NAME_MAX - VARIANT_FILE("").length;
+const VARIANT_FILE = (key: string, routes6: boolean) => `variants/${key}${routes6 ? FAMILIES[6].variantSuffix : FAMILIES[4].variantSuffix}`;
+/** Characters the link names may have together, joined by `+`, so every variant file name fits (one less where IPv6 is routed). */
+export const MAX_LINK_NAMES_LENGTH = TAR_NAME_MAX - VARIANT_FILE("", false).length;
+const maxLinkNames = (routes6: boolean) => TAR_NAME_MAX - VARIANT_FILE("", routes6).length;
 
 export const QUALITY_DEFAULTS = { window: 10, flushConntrack: false };
 const qualitySchema = z.strictObject({
@@ -552,7 +553,7 @@ export const CROSS_FIELD_RULES = [
   "`prefix6` only with `nat6: npt` (not overlapping the LAN; the one LAN network not numbered from a `none` link, of the same prefix length) or `nat6: none` (one of `lan.networks6`); links' prefixes do not overlap.",
   `The failover variants (one per non-empty set of live links, each with the splits of the default balancing and of every policy, whose rules depend on the weights' ratios) hold at most ${MAX_VARIANT_RULES} rules: ${MAX_LINKS} links of weight 1 fit, ${MAX_LINKS + 1} do not.`,
   `Policy names are unique on a gateway; a policy's members are links of the gateway, each once; \`whenDown\` needs \`links\`; \`match.lanInterfaces\` are LAN interfaces; \`match.ports\` only with \`match.protocols\` among tcp, udp and sctp; a policy's lists combine into at most ${MAX_POLICY_MATCHES} rules (sources × destinations × lanInterfaces × protocols × groups of 15 ports). A gateway's \`balance.policies\` replaces the site's.`,
-  `The link names joined by \`+\` have at most ${MAX_LINK_NAMES_LENGTH} characters: each set of live links is a file \`variants/<names>.rules\` in the bundle, and a tar entry's name holds ${TAR_NAME_MAX} bytes.`,
+  `The link names joined by \`+\` have at most ${MAX_LINK_NAMES_LENGTH} characters (${MAX_LINK_NAMES_LENGTH - 1} where the gateway routes IPv6): each set of live links is a file \`variants/<names>.rules\` (and \`.rules6\`) in the bundle, and a tar entry's name holds ${TAR_NAME_MAX} bytes.`,
 ];
 
 function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: string, problems: Problem[]): Gateway {
@@ -580,6 +581,14 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
   const lanNetworks6 = gw.lan.networks6 ?? [];
   const families = { 4: lanNetworks.length > 0, 6: lanNetworks6.length > 0 };
   if (!families[4] && !families[6]) problem("lan.networks", "needs at least one LAN network: `networks` (IPv4), `networks6` (IPv6) or both");
+  // A gateway's own lists of a family it does not route would do nothing (the site's apply where it is routed).
+  for (const [family, field] of [[4, "exclude"], [6, "exclude6"]] as const)
+    if (!families[family] && gw.balance?.[field]?.length) problem(`balance.${field}`, `the gateway routes no IPv${family} (no \`lan.${family === 4 ? "networks" : "networks6"}\`): these exclusions would do nothing`);
+  gw.balance?.policies?.forEach((p, i) => {
+    const { sources, destinations, sources6, destinations6 } = p.match;
+    const only = (sources || destinations) && !(sources6 || destinations6) ? 4 : (sources6 || destinations6) && !(sources || destinations) ? 6 : undefined;
+    if (only && !families[only]) problem(`balance.policies[${i}].match`, `names IPv${only} addresses only, and the gateway routes no IPv${only}: the policy would take nothing`);
+  });
   checkIpv6(gw, links, families[6], balance, problem, gw.balance?.exclude6
     ? (path, message) => problem(`balance.${path}`, message)
     : (path, message) => problems.push({ path: `balance.${path}`, message: `${message} (on gateway ${gw.name})` }));
@@ -634,11 +643,14 @@ function resolveGateway(gw: RawGateway, site: z.infer<typeof siteSchema>, at: st
     policyProblem(`[${worst}]`, `its rules in the failover variants take them past ${MAX_VARIANT_RULES} rules: give it ${advice}`);
   }
   const names = links.map((l) => l.name).join("+");
-  if (names.length > MAX_LINK_NAMES_LENGTH)
-    problem("links", `the link names are too long together: the all-links variant file ${VARIANT_FILE(names)} would be ${VARIANT_FILE(names).length} bytes, over the ${TAR_NAME_MAX}-byte limit of a tar entry name: shorten them to at most ${MAX_LINK_NAMES_LENGTH} characters in total, counting a + between names (now ${names.length})`);
+  const routes6 = lanNetworks6.length > 0;
+  if (names.length > maxLinkNames(routes6))
+    problem("links", `the link names are too long together: the all-links variant file ${VARIANT_FILE(names, routes6)} would be ${VARIANT_FILE(names, routes6).length} bytes, over the ${TAR_NAME_MAX}-byte limit of a tar entry name: shorten them to at most ${maxLinkNames(routes6)} characters in total, counting a + between names (now ${names.length})`);
 
   return { ...gw, lan: { ...gw.lan, networks: lanNetworks, networks6: lanNetworks6 }, links, balance, health };
 }
+
+const LINK_LOCAL = parseCidr6("fe80::/10");
 
 /** On a gateway with IPv6 LAN networks, the links that carry IPv6 are those with IPv6 settings. */
 export const carriesIpv6 = (l: Pick<Link, "gateway6" | "address6" | "prefix6" | "nat6">): boolean =>
@@ -685,7 +697,7 @@ function checkIpv6(gw: RawGateway, links: Link[], routes6: boolean, balance: Bal
     const addr = link.address6?.split("/")[0];
     const gateway6 = link.gateway6;
     if (gateway6 && addr && parseIpv6(gateway6) === parseIpv6(addr)) problem(`${at}.gateway6`, "must differ from the link's address6");
-    if (gateway6 && link.address6?.includes("/") && !gateway6.toLowerCase().startsWith("fe8") && !inSubnet6(parseIpv6(gateway6), parseCidr6(link.address6)))
+    if (gateway6 && link.address6?.includes("/") && !inSubnet6(parseIpv6(gateway6), LINK_LOCAL) && !inSubnet6(parseIpv6(gateway6), parseCidr6(link.address6)))
       problem(`${at}.gateway6`, `${gateway6} is not on the link's subnet ${link.address6.split("/")[0]}/${link.address6.split("/")[1]} (a link-local fe80:: next hop is always on the link)`);
     for (const [field, value] of [["address6", addr], ["gateway6", gateway6]] as const) {
       const lan = value && insideLan(value);

@@ -58,9 +58,10 @@ export function compareProbe(p: GatewayProbe, output: string): DriftReport {
   const manifest = readManifest(p.files);
   const live = parseProbe(output);
   const drift: string[] = [];
-  // The health daemon swaps the same variant into every family: one report for all.
+  // The health daemon swaps the same variant into every family: the one whose files match in all
+  // (a family some links do not carry has the same rules under several keys).
   const found = manifest.families.map((f) => compareFamily(manifest, f, p.files, live, drift));
-  const variant = found.every((v) => v !== undefined && v === found[0]) ? found[0] : undefined;
+  const variant = manifest.variants.find((key) => found.every((keys) => keys.includes(key)));
   listDiff("rt_tables", p.files["rt_tables"].split("\n").filter((l) => l.trim()), live.get("rt_tables") ?? [], drift);
 
   // sha256sum lines: 64 hex digits, two spaces, the path.
@@ -87,9 +88,10 @@ export function compareProbe(p: GatewayProbe, output: string): DriftReport {
 
 /**
  * One family's rules (any planned variant in the balancing chains), hooks not shadowed, policy
- * rules and link routes; differences are pushed to `drift`. Returns the variant found in place.
+ * rules and link routes; differences are pushed to `drift`. Returns the keys of the variants whose
+ * balancing chains are in place.
  */
-function compareFamily(manifest: Manifest, f: ManifestFamily, files: Bundle, live: Map<string, string[]>, drift: string[]): string | undefined {
+function compareFamily(manifest: Manifest, f: ManifestFamily, files: Bundle, live: Map<string, string[]>, drift: string[]): string[] {
   const names = familySections(f.family);
   const tool = names.table("").trim();
   const wantTables = restoreTables(files[f.rulesFile] ?? "");
@@ -100,19 +102,19 @@ function compareFamily(manifest: Manifest, f: ManifestFamily, files: Bundle, liv
     key,
     rules: balancing(chainsOf(restoreTables(files[`variants/${key}${f.variantSuffix}`] ?? "").get("mangle") ?? [])),
   }));
-  let variant: string | undefined;
+  let inPlace: string[] = [];
 
   for (const [table, wantLines] of wantTables) {
     const want = chainsOf(wantLines);
     const have = chainsOf(live.get(names.table(table)) ?? []);
     if (table === "mangle") {
       // Any planned variant is legitimate: the health daemon swaps them on failover.
-      const inPlace = balancing(have);
-      variant = inPlace === undefined ? undefined : variants.find((v) => v.rules === inPlace)?.key;
+      const rules = balancing(have);
+      inPlace = rules === undefined ? [] : variants.filter((v) => v.rules === rules).map((v) => v.key);
     }
     for (const chain of new Set([...want.keys(), ...have.keys()])) {
       const haveRules = have.get(chain) ?? [];
-      if (variant && table === "mangle" && f.balanceChains.includes(chain)) continue;
+      if (inPlace.length && table === "mangle" && f.balanceChains.includes(chain)) continue;
       if (!want.has(chain)) drift.push(`extra ${tool} ${table}: chain ${chain}`);
       else if (!have.has(chain)) drift.push(`missing ${tool} ${table}: chain ${chain}`);
       // Hook jumps: ours must be there; other rules in built-in chains are the host's business.
@@ -133,6 +135,8 @@ function compareFamily(manifest: Manifest, f: ManifestFamily, files: Bundle, liv
     return pref >= first && pref <= last;
   };
   listDiff(names.rules, f.rules, (live.get(names.rules) ?? []).map((l) => l.replace(/\t/g, " ")).filter(ours), drift);
-  for (const r of f.routes) listDiff(`${f.family === 4 ? "route" : "IPv6 route"} table ${r.table}`, [r.route], live.get(names.route(r.table)) ?? [], drift);
-  return variant;
+  // A route through an interface without carrier is flagged `linkdown`: a link's state, not drift.
+  const routes = (table: number) => (live.get(names.route(table)) ?? []).map((l) => l.replace(/ linkdown$/, ""));
+  for (const r of f.routes) listDiff(`${f.family === 4 ? "route" : "IPv6 route"} table ${r.table}`, [r.route], routes(r.table), drift);
+  return inPlace;
 }

@@ -23,6 +23,3 @@ export const FAMILIES: Record<Family, FamilyFiles> = {
   4: { family: 4, rulesFile: "iptables.rules", hooksFile: "iptables.hooks", batchFile: "ip.batch", undoFile: "ip.undo", variantSuffix: ".rules", save: "iptables-save", restore: "iptables-restore", ipFlag: "-4" },
   6: { family: 6, rulesFile: "ip6tables.rules", hooksFile: "ip6tables.hooks", batchFile: "ip6.batch", undoFile: "ip6.undo", variantSuffix: ".rules6", save: "ip6tables-save", restore: "ip6tables-restore", ipFlag: "-6" },
 };
-
-/** The longest variant file suffix: what the tar entry name limit is checked with. */
-export const LONGEST_VARIANT_SUFFIX = Object.values(FAMILIES).reduce((a, f) => (f.variantSuffix.length > a.length ? f.variantSuffix : a), "");

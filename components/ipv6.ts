@@ -18,7 +18,11 @@ export function parseIpv6(address: string): bigint {
   return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
 }
 
-/** The RFC 5952 text (lowercase, the longest run of two or more zero groups as `::`): what the kernel's tools print. */
+/**
+ * The text the kernel's tools print (glibc's inet_ntop, RFC 5952): lowercase, the first longest run
+ * of two or more zero groups as `::`, and an IPv4 tail in dotted form after six zero groups
+ * (`::192.0.2.1`) or five and ffff (`::ffff:192.0.2.1`).
+ */
 export function formatIpv6(value: bigint): string {
   const groups = Array.from({ length: GROUPS }, (_, i) => Number((value >> BigInt(16 * (GROUPS - 1 - i))) & 0xffffn));
   let best = { at: -1, length: 1 };
@@ -29,6 +33,10 @@ export function formatIpv6(value: bigint): string {
     i = j === i ? i + 1 : j;
   }
   const hex = groups.map((g) => g.toString(16));
+  if (best.at === 0 && (best.length === 6 || (best.length === 5 && groups[5] === 0xffff))) {
+    const v4 = [groups[6] >> 8, groups[6] & 0xff, groups[7] >> 8, groups[7] & 0xff].join(".");
+    return best.length === 6 ? `::${v4}` : `::ffff:${v4}`;
+  }
   if (best.at < 0) return hex.join(":");
   return `${hex.slice(0, best.at).join(":")}::${hex.slice(best.at + best.length).join(":")}`;
 }

@@ -177,6 +177,8 @@ export function readManifest(files: Bundle): Manifest {
   const invalid = (field: string, value: unknown) => new Error(`invalid ${MANIFEST_FILE}: ${field} ${JSON.stringify(value)}`);
   if (typeof m.root !== "string" || !isRootPath(m.root)) throw invalid("root", m.root);
   for (const key of Object.keys(LAYOUT) as (keyof Layout)[]) {
+    // A path added since the bundle was pushed: where that bundle's apply.sh would have put it.
+    if (m.paths && !(key in m.paths)) (m.paths as Record<string, string>)[key] = under(m.root, LAYOUT[key]);
     const path = m.paths?.[key];
     if (typeof path !== "string" || !ABSOLUTE.test(path) || !noDotDot(path)) throw invalid(`paths.${key}`, path);
   }

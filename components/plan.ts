@@ -307,8 +307,12 @@ function policyMatches(policy: Policy, family: Family): string[] {
  */
 const NOT_FOR_UPLINKS: Record<Family, string[]> = { 4: ["224.0.0.0/4", "255.255.255.255/32"], 6: ["ff00::/8", "fe80::/10"] };
 
-/** `ip route show table N` prints an IPv6 route with its default metric and preference. */
-const shownRoute = (route: string, family: Family) => (family === 4 ? route : `${route.startsWith("prohibit ") ? `${route} dev lo` : route} metric 1024 pref medium`);
+/** What `ip route show table N` prints: an IPv4 device route with its scope, an IPv6 route with its default metric and preference. */
+function shownRoute(route: string, family: Family): string {
+  const device = route.startsWith("default dev ");
+  if (family === 4) return device ? `${route} scope link` : route;
+  return `${route.startsWith("prohibit ") ? `${route} dev lo` : route} metric 1024 pref medium`;
+}
 
 /**
  * The variants of a family that only some links carry, under every link's keys: live links that
@@ -342,9 +346,11 @@ function planFamily(gw: Gateway, family: Family, allLinks: PlannedLink[], unreac
   const variants = links === allLinks ? own : everyKey(allLinks, own, links);
   // A LAN network numbered from a provider (nat6 none) can only leave through that provider's link.
   const pinned = v6 ? links.filter((l) => l.nat6 === "none" && l.prefix6) : [];
+  // A policy none of whose members carries this family takes none of its connections.
+  const takes = (p: Policy, i: number) => !p.members || policies[i].members!.length > 0;
   const classify = [
     ...pinned.map((l) => ({ match: `-s ${l.prefix6} `, target: l.markChain })),
-    ...balance.policies.flatMap((p, i) => policyMatches(p, family).map((match) => ({ match, target: policyChain(i + 1) }))),
+    ...balance.policies.flatMap((p, i) => (takes(p, i) ? policyMatches(p, family) : []).map((match) => ({ match, target: policyChain(i + 1) }))),
     { match: "", target: defaultEntry },
   ];
 
@@ -359,7 +365,9 @@ function planFamily(gw: Gateway, family: Family, allLinks: PlannedLink[], unreac
     ...(balance.local ? [{ match: `-o ${l.interface} -m addrtype --src-type LOCAL`, target: masquerade(l) }] : []),
   ]);
   const natPre = v6 ? links.filter((l) => l.nat6 === "npt").map((l) => ({ match: `-d ${l.prefix6} -i ${l.interface}`, target: `NETMAP --to ${translated[0]}` })) : [];
-  const hooks = [...HOOKS, ...(natPre.length ? [NAT_PRE_HOOK] : [])];
+  // Hooked in every IPv6 bundle, empty without npt: the hook set never changes, so no apply has
+  // to take away a hook its bundle does not know.
+  const hooks = v6 ? [...HOOKS, NAT_PRE_HOOK] : HOOKS;
 
   // A link's own address, and in IPv6 the prefix its LAN hosts appear under, look up its table:
   // the gateway's own traffic from them, and a host's reverse-path (rpfilter) check of replies.

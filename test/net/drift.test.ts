@@ -103,6 +103,16 @@ describeAsRoot("drift against a real gateway", () => {
       await lab.breakUplink("isp1");
       await waitFor("isp1 down", () => healthState(lab)?.variant === "isp2", 5000);
       expect(await driftOf(lab, site, files)).toEqual({ status: "in-sync", drift: [], variant: "isp2" });
+      await lab.restoreUplink("isp1");
+
+      // isp2 without IPv6: every variant's IPv6 rules send all to isp1, IPv4's name the variant.
+      const partial = labSite(lab, { weights: [3, 1], health: FAST, ipv6: { nat6: "npt" } });
+      const isp2 = partial.gateways[0].links[1] as Record<string, unknown> & { check: Record<string, unknown> };
+      for (const k of ["gateway6", "address6", "prefix6", "nat6"]) delete isp2[k];
+      delete isp2.check.targets6;
+      const partialFiles = await deploy(lab, partial, { daemon: true });
+      await waitFor("both links up", () => healthState(lab)?.variant === "isp1+isp2", 10_000);
+      expect(await driftOf(lab, partial, partialFiles)).toEqual({ status: "in-sync", drift: [], variant: "isp1+isp2" });
     });
   }, 120_000);
 

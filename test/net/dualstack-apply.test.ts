@@ -24,6 +24,14 @@ describeAsRoot("apply.sh, dual stack", () => {
       expect(r.stderr).toMatch(/ip -6 route replace default via 2001:db8:ffff::1 dev wan2 table 102: /);
       expect(r.stderr).toContain("apply failed; the previous state was restored");
       expect(await gatewayState(lab)).toEqual(before);
+
+      // The same failure from an IPv4-only gateway: IPv6 forwarding, which the failed apply turned
+      // on, goes back off with the rest.
+      await deploy(lab, labSite(lab, { weights: [3, 1] }));
+      const v4only = { state: await gatewayState(lab), sysctls: await sysctls(lab) };
+      expect(v4only.sysctls).toContain("net.ipv6.conf.all.forwarding = 0");
+      expect((await runApply(lab, renderLabBundle(broken))).stderr).toContain("apply failed; the previous state was restored");
+      expect({ state: await gatewayState(lab), sysctls: await sysctls(lab) }).toEqual(v4only);
     });
   }, 60_000);
 
@@ -39,6 +47,9 @@ describeAsRoot("apply.sh, dual stack", () => {
       expect(dual.iptables).toBe(v4only.iptables); // the IPv4 side untouched
       expect(ours(dual.ip6tables)).toContain("nat -A MWAN-NATPRE -d 2001:db8:a1:1::/64 -i wan1 -j NETMAP --to 2001:db8:10:1::/64");
       expect(dual.rules6).toContain("1201:\tfrom all fwmark 0x200/0xff00 lookup 102");
+      // Leaving npt: the inbound mapping's chain stays hooked, empty.
+      await deploy(lab, labSite(lab, { weights: [3, 1], ipv6: { nat6: "masquerade" } }));
+      expect(ours((await gatewayState(lab)).ip6tables).filter((l) => l.includes("NATPRE"))).toEqual(["nat :MWAN-NATPRE -", "nat -A PREROUTING -j MWAN-NATPRE"]);
 
       await deploy(lab, labSite(lab, { weights: [3, 1] }));
       expect(await gatewayState(lab)).toEqual(v4only);

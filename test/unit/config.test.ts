@@ -81,7 +81,7 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
   ["one link", (s) => gw(s).links.pop(), "gateways[0].links", /needs 2 to 12 links/],
   ["thirteen links", (s) => (gw(s).links = links(s, 13)), "gateways[0].links", /^needs 2 to 12 links \(the failover variants of 13 exceed the budget of 25000 rules\)$/],
   ["link names too long for a tar name", (s) => (gw(s).links = links(s, 6, (i) => longName(i))), "gateways[0].links",
-    /variants\/axxxxxxxxxxxxxx\+.*\.rules6 would be 111 bytes, over the 100-byte limit of a tar entry name: shorten them to at most 84 characters/],
+    /variants\/axxxxxxxxxxxxxx\+.*\.rules would be 110 bytes, over the 100-byte limit of a tar entry name: shorten them to at most 85 characters/],
   ["link name uppercase", (s) => (link(s, 0).name = "ISP1"), "gateways[0].links[0].name", /a-z/],
   ["duplicate link name", (s) => (link(s, 1).name = "isp1"), "gateways[0].links[1].name", /duplicate link name/],
   ["link interface with space", (s) => (link(s, 0).interface = "wan 1"), "gateways[0].links[0].interface", /interface name/],
@@ -224,12 +224,12 @@ describe("the link and file-name budgets", () => {
   });
 
   it("accepts link names that just fit, and their bundle goes into a tar", () => {
-    // 5 × 15 + 4 + 5 "+" = 84 characters: `variants/<all>.rules6` (the IPv6 variant) is exactly 100 bytes.
-    const names = (i: number) => longName(i, i < 5 ? 15 : 4);
+    // 5 × 15 + 5 + 5 "+" = 85 characters: `variants/<all>.rules` is exactly 100 bytes.
+    const names = (i: number) => longName(i, i < 5 ? 15 : 5);
     const g = gateway((s) => (gw(s).links = links(s, 6, names)));
     expect(g.links.map((l) => l.name).join("+")).toHaveLength(MAX_LINK_NAMES_LENGTH);
     expect(() => tarFiles(renderBundle(planGateway(g)))).not.toThrow();
-    const over = (i: number) => longName(i, i < 5 ? 15 : 5);
+    const over = (i: number) => longName(i, i < 5 ? 15 : 6);
     expect(problemsOf((s) => (gw(s).links = links(s, 6, over))).map((p) => p.path)).toEqual(["gateways[0].links"]);
   });
 });

@@ -37,10 +37,22 @@ function problemsOf(edit: (site: any) => void): { path: string; message: string 
 }
 
 describe("IPv6 addresses", () => {
-  it("prints them as the kernel's tools do (RFC 5952): the same text as the WHATWG URL serializer", () => {
-    for (const a of ["2001:DB8:0:0:1:0:0:1", "2001:db8:0:1:1:1:1:1", "2001:0db8:0010:0000:0000:0000:0000:0010", "::1", "::", "fe80::", "2001:db8::", "1:0:0:2:0:0:0:3", "::ffff:192.0.2.1"]) {
-      expect(formatIpv6(parseIpv6(a))).toBe(new URL(`http://[${a}]/`).hostname.slice(1, -1));
-    }
+  it("prints them as the kernel's tools do (glibc's inet_ntop, RFC 5952), IPv4 tails dotted", () => {
+    // What `python3 -c 'import socket; …inet_ntop(AF_INET6, inet_pton(AF_INET6, a))'` prints (glibc).
+    const glibc: [string, string][] = [
+      ["2001:DB8:0:0:1:0:0:1", "2001:db8::1:0:0:1"],
+      ["2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"],
+      ["2001:0db8:0010:0000:0000:0000:0000:0010", "2001:db8:10::10"],
+      ["::1", "::1"],
+      ["::", "::"],
+      ["fe80::", "fe80::"],
+      ["1:0:0:2:0:0:0:3", "1:0:0:2::3"],
+      ["::ffff:192.0.2.1", "::ffff:192.0.2.1"],
+      ["::ffff:0:0", "::ffff:0.0.0.0"],
+      ["::c000:200", "::192.0.2.0"],
+      ["0:0:0:0:0:1:0:0", "::1:0:0"],
+    ];
+    for (const [input, printed] of glibc) expect(formatIpv6(parseIpv6(input)), input).toBe(printed);
   });
 
   it("reads networks with their bounds, and canonical text with the length ip6tables-save adds", () => {
@@ -93,20 +105,36 @@ const badConfigs: [string, (s: any) => void, string, RegExp][] = [
     for (const k of ["gateway6", "address6"]) delete link(s, 1)[k];
     delete link(s, 1).check.targets6;
   }, "gateways[0].links[1]", /carries nothing/],
+  ["IPv6 exclusions on an IPv4-only gateway", (s) => { delete gw(s).lan.networks6; gw(s).balance = { exclude6: ["2001:db8:99::/48"] }; }, "gateways[0].balance.exclude6", /routes no IPv6.*would do nothing/],
+  ["an IPv6-only policy on an IPv4-only gateway", (s) => { delete gw(s).lan.networks6; gw(s).balance = { policies: [{ name: "p", match: { destinations6: ["2001:db8:77::/48"] } }] }; }, "gateways[0].balance.policies[0].match", /IPv6 addresses only.*would take nothing/],
+  ["a link-local next hop beyond fe80::/16 (fe80::/10) with a global address6", (s) => (link(s, 1).gateway6 = "febf::1"), "(accepted)", /./],
   ["reliability above a family's list", (s) => (link(s, 0).check.reliability = 2), "gateways[0].links[0].check.reliability", /check.targets lists only 1 target\(s\): it counts the answers of each family/],
 ];
 
 describe("dual-stack config rejects bad input, naming the field", () => {
   it("accepts the dual-stack fixture", () => expect(problemsOf(() => {})).toEqual([]));
 
-  it.each(badConfigs)("%s", (_, edit, path, reason) => {
+  it.each(badConfigs.filter((c) => c[2] !== "(accepted)"))("%s", (_, edit, path, reason) => {
     const problems = problemsOf(edit);
     const hit = problems.find((p) => p.path === path);
     expect(hit, `expected a problem at ${path}, got ${JSON.stringify(problems)}`).toBeDefined();
     expect(hit!.message).toMatch(reason);
   });
 
-  it("takes an IPv6 SSH host", () => expect(problemsOf((s) => (gw(s).connection.host = "2001:db8::50"))).toEqual([]));
+  it("takes an IPv6 SSH host, any link-local next hop, and site-wide lists of a family a gateway does not route", () => {
+    expect(problemsOf((s) => (gw(s).connection.host = "2001:db8::50"))).toEqual([]);
+    for (const [, edit] of badConfigs.filter((c) => c[2] === "(accepted)")) expect(problemsOf(edit)).toEqual([]);
+    expect(problemsOf((s) => { delete gw(s).lan.networks6; for (const l of gw(s).links) { for (const k of ["gateway6", "address6", "prefix6", "nat6"]) delete l[k]; delete l.check.targets6; } s.balance = { exclude6: ["2001:db8:99::/48"] }; })).toEqual([]);
+  });
+
+  it("allows one character less of link names where the gateway routes IPv6 (`variants/<names>.rules6`)", () => {
+    const named = (lengths: number[]) => (s: any) => {
+      const { address6: _, ...template } = link(s, 1);
+      gw(s).links = lengths.map((n, i) => ({ ...template, name: `${String.fromCharCode(97 + i)}${"x".repeat(n - 1)}`, interface: `w${i}` }));
+    };
+    expect(problemsOf(named([15, 15, 15, 15, 15, 4]))).toEqual([]); // 84 characters with the + signs
+    expect(problemsOf(named([15, 15, 15, 15, 15, 5])).map((p) => p.message)).toEqual([expect.stringMatching(/\.rules6 would be 101 bytes.*at most 84 characters/)]);
+  });
 });
 
 describe("the IPv6 plan", () => {
@@ -203,6 +231,21 @@ describe("the IPv6 plan", () => {
     expect(v6.nat.map((n) => n.match)).toEqual(["-s 2001:db8:10::/64 -o wan1"]);
     expect(v6.ipRoutes).toEqual(["route replace default via fe80::1 dev wan1 table 101"]);
     expect(renderBundle(p)["health.sh"]).toContain('targets="192.0.2.1" count4=1 need4=1 need6=0 need=1 route="default via 198.51.100.5 dev wan2 table 102" route6=""');
+
+    // A policy pinned to the link without IPv6 takes no IPv6 connection (even one that refuses when its members are down).
+    const pinned = planGateway(dual((s) => {
+      for (const k of ["gateway6", "address6"]) delete link(s, 1)[k];
+      delete link(s, 1).check.targets6;
+      gw(s).balance = { policies: [{ name: "voip", match: { protocols: ["udp"], ports: [5060] }, links: ["isp2"], whenDown: "unreachable" }] };
+    }));
+    expect(pinned.families.map((f) => f.classify.map((c) => c.target))).toEqual([["MWAN-BALANCE-P1", "MWAN-BALANCE"], ["MWAN-BALANCE"]]);
+  });
+
+  it("hooks the inbound prefix mapping's chain in every IPv6 bundle, empty without npt, so leaving npt unhooks nothing", () => {
+    const b = renderBundle(planGateway(dual((s) => Object.assign(link(s, 0), { nat6: "masquerade", prefix6: undefined }))));
+    expect(b["ip6tables.hooks"]).toContain("nat\t-A PREROUTING -j MWAN-NATPRE\n");
+    expect(b["ip6tables.rules"]).toContain(":MWAN-NATPRE - [0:0]\n");
+    expect(b["ip6tables.rules"]).not.toContain("-A MWAN-NATPRE");
   });
 
   it("an IPv6-only gateway has no IPv4 files, routes or sysctls", () => {

@@ -92,6 +92,18 @@ describe("manifest.json", () => {
     expect(readManifest(files)).toEqual(manifest);
   });
 
+  it("reads a manifest from before IPv6 (no families, no newer paths) as the IPv4 family of its own ip.batch", () => {
+    const old = JSON.parse(files["manifest.json"]);
+    const [v4] = old.families;
+    delete old.families;
+    delete old.paths.hostRules6;
+    delete old.lan.networks6;
+    Object.assign(old, { hooks: v4.hooks, balanceChains: v4.balanceChains });
+    const m = readManifest({ ...files, "manifest.json": JSON.stringify(old) });
+    expect(m.families).toEqual([v4]);
+    expect(m.paths.hostRules6).toBe("/srv/gw1/var/lib/multiwan/ip6.host");
+  });
+
   it("agrees with the files it describes", () => {
     const prefs = [...files["ip.batch"].matchAll(/^rule add pref (\d+) /gm)].map((m) => Number(m[1]));
     const { owned, suppressMain, from, fwmark } = manifest.priorities;

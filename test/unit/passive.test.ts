@@ -129,6 +129,17 @@ describe("passive detection's event reader", () => {
     expect(v6("::")).toEqual([]);
   });
 
+  it("names a link whose IPv6 goes unanswered while its IPv4 connections are answered", () => {
+    const e = new Events();
+    for (let ms = 0; ms < 3000; ms += 50) {
+      e.answer(ms + 5, e.open(ms, "isp2"));
+      e.answer(ms + 5, e.open(ms, "isp1")); // isp1's IPv4 answers
+      if (ms >= 1000) e.open(ms + 1, "isp1", { src: "2001:db8:10::10", dst: "2001:db8:5e::10" }); // its IPv6 does not
+    }
+    e.lines.sort();
+    expect(suspects(e, true, dualStack)[0]).toBe("suspect 1 3");
+  });
+
   it("names no link when every link goes unanswered at once (the fault is not a link's)", () => {
     const e = new Events();
     for (let ms = 0, n = 0; ms < 2000; ms += 50, n++) e.open(ms, n % 2 === 0 ? "isp1" : "isp2");

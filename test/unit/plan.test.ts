@@ -132,6 +132,8 @@ describe("planGateway: marks, tables, priorities", () => {
     expect(plan.families[0].ipRoutes).toContain("route replace default via 203.0.113.1 dev wan1 table 101");
     const ppp = planGateway(gateway((s) => ((s.gateways[0].links[1].interface = "ppp0"), delete s.gateways[0].links[1].gateway)));
     expect(ppp.families[0].ipRoutes).toContain("route replace default dev ppp0 table 102");
+    // as `ip route show table 102` prints a device route, for drift
+    expect(ppp.families[0].shown.routes).toContainEqual({ table: 102, route: "default dev ppp0 scope link" });
   });
 
   it("SNATs to the link address, or masquerades without one", () => {
