@@ -1,22 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, MAX_LINK_NAMES_LENGTH, MAX_LINKS, parseSite } from "../../components/config";
+import { MAX_LINK_NAMES_LENGTH, MAX_LINKS, parseSite } from "../../components/config";
 import { planGateway } from "../../components/plan";
 import { renderBundle } from "../../components/render";
 import { ROOT_PATTERN } from "../../components/root-path";
 import { tarFiles } from "../../components/tar";
-import { gateway, validSite } from "./fixtures";
-
-function problemsOf(edit: (site: any) => void): { path: string; message: string }[] {
-  const site = validSite();
-  edit(site);
-  try {
-    parseSite(site);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  return [];
-}
+import { gateway, problemsOf, validSite } from "./fixtures";
 
 const gw = (s: any) => s.gateways[0];
 const link = (s: any, i: number) => s.gateways[0].links[i];

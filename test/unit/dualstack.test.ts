@@ -3,11 +3,10 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseSite } from "../../components/config";
 import { canonical6, formatIpv6, parseCidr6, parseIpv6 } from "../../components/ipv6";
 import { planGateway } from "../../components/plan";
 import { renderBundle } from "../../components/render";
-import { gateway, validSite } from "./fixtures";
+import { gateway, problemsOf as siteProblems } from "./fixtures";
 import { healthFunctions } from "./health-sh";
 
 const gw = (s: any) => s.gateways[0];
@@ -23,18 +22,8 @@ function dualStack(s: any): void {
 }
 const dual = (edit: (s: any) => void = () => {}) => gateway((s) => (dualStack(s), edit(s)));
 
-function problemsOf(edit: (site: any) => void): { path: string; message: string }[] {
-  const site = validSite();
-  dualStack(site);
-  edit(site);
-  try {
-    parseSite(site);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  return [];
-}
+/** The dual-stack fixture's problems after `edit`. */
+const problemsOf = (edit: (site: any) => void) => siteProblems((s) => (dualStack(s), edit(s)));
 
 describe("IPv6 addresses", () => {
   it("prints them as the kernel's tools do (glibc's inet_ntop, RFC 5952), IPv4 tails dotted", () => {

@@ -1,5 +1,5 @@
 // A valid site config to start from: tests change one thing and check what the schema says.
-import { parseSite, type Gateway } from "../../components/config";
+import { ConfigError, parseSite, type Gateway } from "../../components/config";
 
 export function validSite(): any {
   return {
@@ -22,6 +22,19 @@ export function validSite(): any {
       },
     ],
   };
+}
+
+/** What parseSite says of `validSite()` after `edit`: its problems, none when it is valid. */
+export function problemsOf(edit: (site: any) => void): { path: string; message: string }[] {
+  const site = validSite();
+  edit(site);
+  try {
+    parseSite(site);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
 }
 
 /** The first gateway of `validSite()` after `edit`, resolved. */
