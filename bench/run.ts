@@ -30,12 +30,13 @@ const CONNECTIONS = 2000;
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
 
 /** `markMask` null: the setup marks nothing, so there is no unmarked count to report. */
-async function measure(lab: Lab, label: string, weights: number[], markMask?: number | null) {
-  const results = await lab.openConnections(CONNECTIONS, { concurrency: 20 });
+async function measure(lab: Lab, label: string, weights: number[], markMask?: number | null, family: 4 | 6 = 4) {
+  const results = await lab.openConnections(CONNECTIONS, { concurrency: 20, family });
   const shares = lab.shares(results);
   const total = weights.reduce((a, b) => a + b, 0);
   const failed = results.filter((r) => !r.ok).length;
-  const unmarked = markMask === null ? "" : `, ${await unmarkedConnections(lab, lab.serverAddress, markMask)} unmarked`;
+  const server = family === 6 ? lab.serverAddress6 : lab.serverAddress;
+  const unmarked = markMask === null ? "" : `, ${await unmarkedConnections(lab, server, markMask)} unmarked`;
   console.log(`\n${label}: ${CONNECTIONS} new connections, ${failed} failed${unmarked}`);
   lab.links.forEach((l, i) => {
     const want = weights[i] / total;
@@ -174,6 +175,11 @@ const SECTIONS: Record<string, () => Promise<void> | void> = {
     await withLab({ links: 3 }, async (lab) => {
       await deploy(lab, labSite(lab, { weights: [5, 3, 2] }));
       await measure(lab, "multiwan, 3 links 5:3:2", [5, 3, 2]);
+    });
+    await withLab({ links: 2, ipv6: true }, async (lab) => {
+      await deploy(lab, labSite(lab, { weights: [3, 1], ipv6: { nat6: "npt" } }));
+      await measure(lab, "multiwan dual stack, 2 links 3:1, IPv6 (npt)", [3, 1], undefined, 6);
+      await measure(lab, "multiwan dual stack, 2 links 3:1, IPv4", [3, 1]);
     });
   },
   async seed() {
