@@ -285,7 +285,7 @@ const balanceFields = {
   protocols: z.array(protocol).min(1).describe("balance only these protocols; omitted: all"),
   ports: z.array(port).min(1).max(64)
     .describe("balance only these destination ports (tcp and udp unless `protocols` says otherwise); omitted: all"),
-  local: z.boolean().meta({ description: "also balance connections the gateway itself opens", default: BALANCE_DEFAULTS.local }),
+  local: z.boolean().meta({ description: "also balance connections the gateway itself opens; a socket bound to a link's address stays on that link (unless the main table routes through that link: then it is balanced like an unbound socket, which has that address too)", default: BALANCE_DEFAULTS.local }),
   inboundSticky: z.boolean()
     .meta({ description: "answer a connection that arrived on a link through that link", default: BALANCE_DEFAULTS.inboundSticky }),
   lastResort: z.enum(["all", "main"]).meta({

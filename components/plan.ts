@@ -98,8 +98,11 @@ export interface FamilyPlan extends FamilyFiles {
   inbound: PlannedLink[];
   /** OUTPUT: gateway-originated traffic is classified and balanced too. */
   local: boolean;
-  /** OUTPUT: sockets bound to a link's address stay on that link. */
-  pinnedSources: { source: string; fwmark: string }[];
+  /**
+   * OUTPUT: sockets bound to a link's address stay on that link. An unbound socket has the source
+   * of the main table's route, through that route's interface: not pinned (`! -o`), so balanced.
+   */
+  pinnedSources: { source: string; interface: string; fwmark: string }[];
   /** MWAN-POST: each link's translation of what leaves through it. */
   nat: { match: string; target: string }[];
   /** MWAN-NATPRE (IPv6 npt): inbound to a link's prefix, mapped onto the LAN network. */
@@ -235,7 +238,7 @@ function planPassive(gw: Gateway, links: PlannedLink[]): PlannedPassive | undefi
   };
 }
 
-function planLink(link: Link, position: number, quality: Quality | undefined, routes4: boolean, routes6Gateway: boolean): PlannedLink {
+function planLink(link: Link, position: number, quality: Quality | undefined, routes4: boolean, routes6Gateway: boolean, local: boolean): PlannedLink {
   const routes6 = routes6Gateway && carriesIpv6(link);
   const address = link.address?.split("/")[0];
   const address6 = link.address6 && canonicalAddress6(link.address6.split("/")[0]);
@@ -255,7 +258,8 @@ function planLink(link: Link, position: number, quality: Quality | undefined, ro
     ...(routes4 ? { route: `default ${link.gateway ? `via ${link.gateway} ` : ""}dev ${link.interface} table ${link.table}` } : {}),
     markValue: link.mark << 8,
     markByte: link.mark,
-    ...(address || (routes6 && (address6 || link.prefix6)) ? { fromPriority: PRIORITY.from + position } : {}),
+    // The `from` rules planFamily writes: by address (not with balance.local), by IPv6 prefix.
+    ...((address && !local) || (routes6 && ((address6 && !local) || link.prefix6)) ? { fromPriority: PRIORITY.from + position } : {}),
     fwmarkPriority: PRIORITY.fwmark + position,
     targets: [...(link.check.targets ?? []), ...(link.check.targets6 ?? []).map(canonicalAddress6)].join(" "),
     reliability: link.check.reliability,
@@ -371,7 +375,11 @@ function planFamily(gw: Gateway, family: Family, allLinks: PlannedLink[], unreac
 
   // A link's own address, and in IPv6 the prefix its LAN hosts appear under, look up its table:
   // the gateway's own traffic from them, and a host's reverse-path (rpfilter) check of replies.
-  const sources = (l: PlannedLink) => (v6 ? [...(l.address6 ? [l.address6] : []), ...(l.prefix6 ? [l.prefix6] : [])] : l.address ? [l.address] : []);
+  // With balance.local the gateway's own traffic follows its mark instead (pinnedSources keeps a
+  // bound socket on its link): a rule by its address would send every unbound socket, which has
+  // the main route's source, back to that one link.
+  const address = (l: PlannedLink) => (balance.local ? undefined : v6 ? l.address6 : l.address);
+  const sources = (l: PlannedLink) => [address(l), ...(v6 && l.prefix6 ? [l.prefix6] : [])].filter((a): a is string => a !== undefined);
   const ipRules = [
     // Main-table routes more specific than a default (LAN, connected, static) win over every
     // link table, so replies to the LAN never leave through a WAN.
@@ -402,7 +410,7 @@ function planFamily(gw: Gateway, family: Family, allLinks: PlannedLink[], unreac
     pinnedSources: balance.local
       ? links.flatMap((l) => {
         const address = v6 ? l.address6 : l.address;
-        return address ? [{ source: `${address}/${v6 ? 128 : 32}`, fwmark: l.fwmark }] : [];
+        return address ? [{ source: `${address}/${v6 ? 128 : 32}`, interface: l.interface, fwmark: l.fwmark }] : [];
       })
       : [],
     nat,
@@ -419,7 +427,7 @@ function planFamily(gw: Gateway, family: Family, allLinks: PlannedLink[], unreac
 
 export function planGateway(gw: Gateway): Plan {
   const routes6 = gw.lan.networks6.length > 0;
-  const links = gw.links.map((l, i) => planLink(l, i, gw.health.quality, gw.lan.networks.length > 0, routes6));
+  const links = gw.links.map((l, i) => planLink(l, i, gw.health.quality, gw.lan.networks.length > 0, routes6, gw.balance.local));
   const unreachable = gw.balance.policies.some((p) => p.whenDown === "unreachable") ? planUnreachable(gw.links) : undefined;
   const families = ([4, 6] as const).filter((f) => (f === 4 ? gw.lan.networks : gw.lan.networks6).length > 0).map((f) => planFamily(gw, f, links, unreachable));
 

@@ -165,6 +165,28 @@ describeAsRoot("dual stack, main table and next hops", () => {
       expect(healthState(lab)!.links.map((l) => l.status)).toEqual(["up", "up"]);
     });
   }, 60_000);
+
+  it("balances the gateway's own connections of both families with balance.local, each leaving from its link's address; a socket bound to link 2's address stays on link 2", async () => {
+    await withLab({ links: 2, ipv6: true }, async (lab) => {
+      await deploy(lab, labSite(lab, { weights: [3, 1], health: DEFAULTS, balance: { local: true }, ipv6: { nat6: "npt" } }), { daemon: true });
+      await allCarrying(lab);
+      const v6 = await lab.openConnections(400, { family: 6, from: lab.ns.gw });
+      const v4 = await lab.openConnections(400, { from: lab.ns.gw });
+      const wrong6 = v6.filter((r) => r.ok && r.seenAs !== lab.links.find((l) => l.name === r.link)?.address6);
+      console.log(`balance.local: the gateway's own IPv6 ${split(lab, v6)} (${failures(v6).length} failed, ${wrong6.length} not from their link's address6), IPv4 ${split(lab, v4)} (${failures(v4).length} failed)`);
+      expect(failures(v6)).toEqual([]);
+      expect(failures(v4)).toEqual([]);
+      expect(wrong6).toEqual([]);
+      expect(lab.shares(v6)).toEqual({ isp1: 0.75, isp2: 0.25 });
+      expect(lab.shares(v4)).toEqual({ isp1: 0.75, isp2: 0.25 });
+
+      const isp2 = lab.links[1];
+      const bound6 = await lab.openConnections(100, { family: 6, from: lab.ns.gw, src: isp2.address6 });
+      const bound4 = await lab.openConnections(100, { from: lab.ns.gw, src: isp2.address });
+      console.log(`balance.local: bound to isp2's addresses: IPv6 ${split(lab, bound6)} (${failures(bound6).length} failed), IPv4 ${split(lab, bound4)} (${failures(bound4).length} failed)`);
+      expect([...bound6, ...bound4].every((r) => r.ok && r.link === "isp2")).toBe(true);
+    });
+  }, 60_000);
 });
 
 describeAsRoot("dual stack failover", () => {

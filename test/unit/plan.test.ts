@@ -189,9 +189,14 @@ describe("planGateway: what is balanced", () => {
 
   it("balances gateway-originated traffic only when asked, pinning sockets bound to a link address", () => {
     expect(planGateway(gateway()).families[0].local).toBe(false);
+    expect(planGateway(gateway()).families[0].ipRules).toContain("rule add pref 1100 from 203.0.113.2 lookup 101");
     const plan = planGateway(gateway((s) => (s.balance = { local: true })));
     expect(plan.families[0].local).toBe(true);
-    expect(plan.families[0].pinnedSources).toEqual([{ source: "203.0.113.2/32", fwmark: "0x100/0xff00" }]);
+    // Pinned unless routed out of the link's own interface already: an unbound socket (the main
+    // route's source) is balanced; and no rule by address sends it back to that link.
+    expect(plan.families[0].pinnedSources).toEqual([{ source: "203.0.113.2/32", interface: "wan1", fwmark: "0x100/0xff00" }]);
+    expect(plan.families[0].ipRules.filter((r) => r.includes(" from "))).toEqual([]);
+    expect(plan.links[0].fromPriority).toBeUndefined();
     expect(plan.families[0].nat).toContainEqual({ match: "-o wan2 -m addrtype --src-type LOCAL", target: "MASQUERADE" });
   });
 
