@@ -28,7 +28,7 @@ export interface PlannedLink {
   fwmark: string;
   table: number;
   tableName: string;
-  /** The link table's default route, where the gateway routes IPv4: `default via 203.0.113.1 dev wan1 table 101` (or `dev ppp0` for PPP). */
+  /** The link table's default route, where the gateway routes IPv4: `default via 203.0.113.1 dev wan1` (or `dev ppp0` for PPP). */
   route?: string;
   /** The chain that marks a connection for this link: where the split's rules jump. */
   markChain: string;
@@ -40,7 +40,14 @@ export interface PlannedLink {
   markValue: number;
   /** The link's value of the mark byte (config `mark`): markValue without the mask's zero bits. */
   markByte: number;
-  /** `ip rule` priorities: `from <address>` (links with an address or, in IPv6, a prefix), `fwmark`. */
+  /**
+   * Per family, the sources whose traffic looks up the link's table by a `from` rule: its address
+   * (not with balance.local: the gateway's own traffic then follows its mark, and a rule by address
+   * would send every unbound socket, which has the main route's source, back to that one link), and
+   * in IPv6 the prefix its LAN hosts appear under (a host's reverse-path check of their replies).
+   */
+  fromSources: Record<Family, string[]>;
+  /** `ip rule` priorities: `from` (links with fromSources), `fwmark`. */
   fromPriority?: number;
   fwmarkPriority: number;
   /** Probe targets, IPv4 first, space-separated; how many of each family must answer. */
@@ -48,7 +55,7 @@ export interface PlannedLink {
   reliability: number;
   /** The daemon's figures: IPv4 targets listed, answers needed over IPv4 and over IPv6 (0: none probed). */
   probes: { count4: number; need4: number; need6: number };
-  /** The link table's IPv6 default route, where the gateway routes IPv6. */
+  /** The link table's IPv6 default route, where the link carries IPv6. */
   route6?: string;
   /** Whether the link carries IPv6 (the gateway routes it and the link has IPv6 settings). */
   carries6: boolean;
@@ -63,7 +70,6 @@ export interface PlannedLink {
   quality: { window: number; latencyUs: number; lossPermille: number; recoverLatencyUs: number; recoverLossPermille: number; flush: boolean };
   /** SNAT source without prefix; undefined = MASQUERADE. */
   address?: string;
-  natTarget: string;
 }
 
 export { BALANCE_CHAIN, type BalanceChain, type BalanceRule, type Variant } from "./variants";
@@ -242,7 +248,12 @@ function planLink(link: Link, position: number, quality: Quality | undefined, ro
   const routes6 = routes6Gateway && carriesIpv6(link);
   const address = link.address?.split("/")[0];
   const address6 = link.address6 && canonicalAddress6(link.address6.split("/")[0]);
-  const route6 = `default ${link.gateway6 ? `via ${canonicalAddress6(link.gateway6)} ` : ""}dev ${link.interface} table ${link.table}`;
+  const prefix6 = link.prefix6 && canonical6(link.prefix6);
+  const defaultRoute = (via: string | undefined) => `default ${via ? `via ${via} ` : ""}dev ${link.interface}`;
+  const fromSources = {
+    4: address && !local ? [address] : [],
+    6: routes6 ? [...(address6 && !local ? [address6] : []), ...(prefix6 ? [prefix6] : [])] : [],
+  };
   return {
     index: position + 1,
     name: link.name,
@@ -255,11 +266,11 @@ function planLink(link: Link, position: number, quality: Quality | undefined, ro
     quality: planQuality(link.quality ?? quality),
     table: link.table,
     tableName: `mwan_${link.name}`,
-    ...(routes4 ? { route: `default ${link.gateway ? `via ${link.gateway} ` : ""}dev ${link.interface} table ${link.table}` } : {}),
+    ...(routes4 ? { route: defaultRoute(link.gateway) } : {}),
     markValue: link.mark << 8,
     markByte: link.mark,
-    // The `from` rules planFamily writes: by address (not with balance.local), by IPv6 prefix.
-    ...((address && !local) || (routes6 && ((address6 && !local) || link.prefix6)) ? { fromPriority: PRIORITY.from + position } : {}),
+    fromSources,
+    ...(fromSources[4].length || fromSources[6].length ? { fromPriority: PRIORITY.from + position } : {}),
     fwmarkPriority: PRIORITY.fwmark + position,
     targets: [...(link.check.targets ?? []), ...(link.check.targets6 ?? []).map(canonicalAddress6)].join(" "),
     reliability: link.check.reliability,
@@ -269,12 +280,11 @@ function planLink(link: Link, position: number, quality: Quality | undefined, ro
       need6: link.check.targets6?.length ? link.check.reliability : 0,
     },
     address,
-    natTarget: address ? `SNAT --to-source ${address}` : "MASQUERADE",
-    ...(routes6 ? { route6 } : {}),
+    ...(routes6 ? { route6: defaultRoute(link.gateway6 && canonicalAddress6(link.gateway6)) } : {}),
     carries6: routes6,
     nat6: link.nat6 ?? "masquerade",
     ...(address6 ? { address6 } : {}),
-    ...(link.prefix6 ? { prefix6: canonical6(link.prefix6) } : {}),
+    ...(prefix6 ? { prefix6 } : {}),
   };
 }
 
@@ -362,7 +372,8 @@ function planFamily(gw: Gateway, family: Family, allLinks: PlannedLink[], unreac
   const translated = lanNetworks.filter((net) => !pinned.some((l) => l.prefix6 === net));
   // Masquerading: to the link's given address, else the interface's (also for what a `none`
   // link carries from other LAN networks, and the gateway's own traffic on an npt link).
-  const masquerade = (l: PlannedLink) => (!v6 ? l.natTarget : l.address6 ? `SNAT --to-source ${l.address6}` : "MASQUERADE");
+  const address = (l: PlannedLink) => (v6 ? l.address6 : l.address);
+  const masquerade = (l: PlannedLink) => (address(l) ? `SNAT --to-source ${address(l)}` : "MASQUERADE");
   const nat = links.flatMap((l) => [
     ...translated.map((net) => ({ match: `-s ${net} -o ${l.interface}`, target: v6 && l.nat6 === "npt" ? `NETMAP --to ${l.prefix6}` : masquerade(l) })),
     // Gateway-originated traffic re-routed by its mark still carries the first route's source.
@@ -373,23 +384,16 @@ function planFamily(gw: Gateway, family: Family, allLinks: PlannedLink[], unreac
   // to take away a hook its bundle does not know.
   const hooks = v6 ? [...HOOKS, NAT_PRE_HOOK] : HOOKS;
 
-  // A link's own address, and in IPv6 the prefix its LAN hosts appear under, look up its table:
-  // the gateway's own traffic from them, and a host's reverse-path (rpfilter) check of replies.
-  // With balance.local the gateway's own traffic follows its mark instead (pinnedSources keeps a
-  // bound socket on its link): a rule by its address would send every unbound socket, which has
-  // the main route's source, back to that one link.
-  const address = (l: PlannedLink) => (balance.local ? undefined : v6 ? l.address6 : l.address);
-  const sources = (l: PlannedLink) => [address(l), ...(v6 && l.prefix6 ? [l.prefix6] : [])].filter((a): a is string => a !== undefined);
   const ipRules = [
     // Main-table routes more specific than a default (LAN, connected, static) win over every
     // link table, so replies to the LAN never leave through a WAN.
     `rule add pref ${PRIORITY.suppressMain} lookup main suppress_prefixlength 0`,
-    ...links.flatMap((l) => sources(l).map((from) => `rule add pref ${l.fromPriority} from ${from} lookup ${l.table}`)),
+    ...links.flatMap((l) => l.fromSources[family].map((from) => `rule add pref ${l.fromPriority} from ${from} lookup ${l.table}`)),
     ...links.map((l) => `rule add pref ${l.fwmarkPriority} fwmark ${l.fwmark} lookup ${l.table}`),
     ...(unreachable ? [`rule add pref ${unreachable.priority} fwmark ${unreachable.fwmark} lookup ${unreachable.table}`] : []),
   ];
   const routes = [
-    ...links.map((l) => ({ table: l.table, route: (v6 ? l.route6! : l.route!).replace(/ table \d+$/, "") })),
+    ...links.map((l) => ({ table: l.table, route: (v6 ? l.route6 : l.route)! })),
     ...(unreachable ? [{ table: unreachable.table, route: "prohibit default" }] : []),
   ];
   const ipRoutes = routes.map((r) => `route replace ${r.route} table ${r.table}`);
@@ -408,10 +412,7 @@ function planFamily(gw: Gateway, family: Family, allLinks: PlannedLink[], unreac
     inbound: balance.inboundSticky ? links : [],
     local: balance.local,
     pinnedSources: balance.local
-      ? links.flatMap((l) => {
-        const address = v6 ? l.address6 : l.address;
-        return address ? [{ source: `${address}/${v6 ? 128 : 32}`, interface: l.interface, fwmark: l.fwmark }] : [];
-      })
+      ? links.flatMap((l) => (address(l) ? [{ source: `${address(l)}/${v6 ? 128 : 32}`, interface: l.interface, fwmark: l.fwmark }] : []))
       : [],
     nat,
     natPre,
