@@ -60,4 +60,31 @@ describeAsRoot("apply.sh, dual stack", () => {
       expect((await lab.exec(lab.ns.gw, ["find", lab.root, "-type", "f"])).stdout).toBe("");
     });
   }, 60_000);
+
+  it("runs an IPv6-only gateway: no IPv4 rules, routes or sysctls of its own, IPv6 split 3:1, remove leaves nothing", async () => {
+    await withLab({ links: 2, ipv6: true }, async (lab) => {
+      const pristine = { state: await gatewayState(lab), sysctls: await sysctls(lab) };
+      const site = labSite(lab, { weights: [3, 1], ipv6: { nat6: "npt" } });
+      const gw = site.gateways[0] as { lan: Record<string, unknown>; links: Record<string, unknown>[] };
+      delete gw.lan.networks;
+      for (const l of gw.links) {
+        delete l.gateway;
+        delete l.address;
+        delete (l.check as Record<string, unknown>).targets;
+      }
+      const bundle = await deploy(lab, site);
+      const state = await gatewayState(lab);
+      expect(ours(state.iptables)).toEqual([]);
+      expect(state.rules).toBe(pristine.state.rules);
+      expect(await sysctls(lab)).toContain("net.ipv4.ip_forward = 0\n");
+      const v6 = await lab.openConnections(400, { family: 6 });
+      expect(v6.filter((r) => !r.ok)).toEqual([]);
+      expect(lab.shares(v6)).toEqual({ isp1: 0.75, isp2: 0.25 });
+      const v4 = await lab.openConnections(20, { connectTimeoutMs: 500 });
+      console.log(`IPv6-only gateway: IPv6 isp1 ${lab.shares(v6).isp1 * 100} %, isp2 ${lab.shares(v6).isp2 * 100} % of 400; IPv4 from the LAN: ${v4.filter((r) => r.ok).length} of 20 (not forwarded)`);
+      expect(v4.filter((r) => r.ok)).toEqual([]);
+      expect((await runApply(lab, bundle, "remove")).code).toBe(0);
+      expect({ state: await gatewayState(lab), sysctls: await sysctls(lab) }).toEqual(pristine);
+    });
+  }, 60_000);
 });
